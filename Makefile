@@ -1,0 +1,36 @@
+# `make demo` and `make test` work on a fresh machine with Python 3.11+ and make:
+# both create .venv/ when missing and install the project (editable) with pinned dependencies.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: install test lint format demo bench clean
+
+install: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip==26.3
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(INSTALLED)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: lint
+	$(BIN)/pytest
+
+demo: $(INSTALLED)
+	$(BIN)/mochi demo
+
+bench: $(INSTALLED)
+	$(BIN)/python bench/service_bench.py
+
+clean:
+	rm -rf $(VENV) .mochi .pytest_cache .ruff_cache

@@ -1,0 +1,91 @@
+"""Settings of every service process, read from MOCHI_* environment variables.
+
+This is the contract infra/ renders into the ConfigMap and Secrets, and doctor/ reads back.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+
+API_PORT = 8000
+REDIS_PORT = 6379
+RAY_GCS_PORT = 6379
+RAY_CLIENT_PORT = 10001
+RAY_DASHBOARD_PORT = 8265
+RAY_METRICS_PORT = 8080
+CONTAINER_UID = 1000
+CONTAINER_GID = 1000
+
+
+@dataclass(frozen=True)
+class Settings:
+    # redis://host:port/db; the password comes from MOCHI_REDIS_PASSWORD (a Secret), never the URL.
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_password: str = field(default="", repr=False)
+    # Shared volume, mounted at this same path in the API and the workers.
+    output_dir: str = "/data/videos"
+    # `tiny`, `genmo/mochi-1-preview`, or a local directory holding a diffusers MochiPipeline.
+    model: str = "tiny"
+    model_cache_dir: str = ""
+    workers: int = 1
+    gpus_per_worker: float = 0.0
+    # Memory of one GPU of a worker, in GiB; 0 means CPU workers (admission then uses host RAM).
+    worker_gpu_memory_gib: float = 0.0
+    worker_host_memory_gib: float = 8.0
+    lease_seconds: float = 30.0
+    max_attempts: int = 3
+    reaper_interval_seconds: float = 2.0
+    reaper_enabled: bool = True
+    worker_ttl_seconds: float = 15.0
+    # Dashboard address of the Ray cluster the supervisor submits the pool driver to.
+    ray_dashboard_url: str = "http://127.0.0.1:8265"
+    # Comma-separated `account:key` pairs hashed into Redis at API start-up (from a Secret).
+    bootstrap_api_keys: str = field(default="", repr=False)
+    max_queued_per_account: int = 1000
+    rate_limit_per_minute: int = 600
+    torch_compile: bool = False
+    torch_threads: int = 1
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        environ = os.environ if environ is None else environ
+        values = {}
+        for setting in fields(cls):
+            raw = environ.get("MOCHI_" + setting.name.upper())
+            if raw is None:
+                continue
+            values[setting.name] = _parse(setting.name, raw, type(setting.default))
+        return cls(**values)
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that reproduces these settings in another process."""
+        return {
+            "MOCHI_" + setting.name.upper(): _format(getattr(self, setting.name))
+            for setting in fields(self)
+        }
+
+
+class SettingsError(ValueError):
+    pass
+
+
+def _parse(name: str, raw: str, kind: type):
+    try:
+        if kind is bool:
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+        return kind(raw)
+    except ValueError:
+        raise SettingsError(
+            f"MOCHI_{name.upper()}={raw!r} is not a valid {kind.__name__}"
+        ) from None
+
+
+def _format(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

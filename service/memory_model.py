@@ -1,0 +1,247 @@
+"""The one answer to "does this fit?", shared by the API, the worker, infra and the doctor.
+
+Calibrated on shared/data/mochi-h200-calibration.json (H200, bf16): every figure below is a
+least-squares fit of those measurements; tests/test_memory_model.py checks each measured point
+is predicted within 10%. Pure Python on purpose: the API image has no torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+GIB = 2**30
+REFERENCE_PIXELS = 480 * 848  # resolution of every calibration measurement
+TEMPORAL_COMPRESSION = 6
+SPATIAL_TOKEN_SIZE = 16  # 8x VAE downsampling times the DiT's 2x2 patches
+
+# Host RAM of one pipeline's weights while loading or when offloading (bf16 + loader staging).
+HOST_PIPELINE_GIB = 29.5
+HOST_PROCESS_OVERHEAD_GIB = 3.0
+# The CUDA context, allocator fragmentation and cuDNN workspaces take this off the card's size.
+GPU_RESERVED_GIB = 1.5
+GPU_USABLE_FRACTION = 0.97
+
+
+@dataclass(frozen=True)
+class ModelProfile:
+    name: str
+    transformer_params: int
+    text_encoder_params: int
+    vae_params: int
+    # DiT activation memory above its weights, per token and per batch element (CFG runs batch 2).
+    activation_gib_per_token: float
+    activation_base_gib: float
+    # VAE decode peak above the VAE's weights at REFERENCE_PIXELS: base + per_frame x frames.
+    vae_untiled_base_gib: float
+    vae_untiled_gib_per_frame: float
+    vae_tiled_base_gib: float
+    vae_tiled_gib_per_frame: float
+    bytes_per_param: int = 2
+
+    def weights_gib(self, params: int) -> float:
+        return params * self.bytes_per_param / GIB
+
+    @property
+    def transformer_gib(self) -> float:
+        return self.weights_gib(self.transformer_params)
+
+    @property
+    def text_encoder_gib(self) -> float:
+        return self.weights_gib(self.text_encoder_params)
+
+    @property
+    def vae_gib(self) -> float:
+        return self.weights_gib(self.vae_params)
+
+    @property
+    def resident_gib(self) -> float:
+        return self.transformer_gib + self.text_encoder_gib + self.vae_gib
+
+
+MOCHI_1 = ModelProfile(
+    name="genmo/mochi-1-preview",
+    transformer_params=10_027_677_744,
+    text_encoder_params=4_893_906_944,
+    vae_params=459_748_611,
+    activation_gib_per_token=0.0000955,
+    activation_base_gib=0.042,
+    vae_untiled_base_gib=2.26,
+    vae_untiled_gib_per_frame=0.688,
+    vae_tiled_base_gib=1.17,
+    vae_tiled_gib_per_frame=0.103,
+)
+
+# The tiny model's activations shrink with its widths: DiT hidden 3072 -> 16, VAE decoder
+# channels 768 -> 32. Parameter counts are those of service.tiny_model (a test keeps them true).
+_DIT_WIDTH_RATIO = 16 / 3072
+_VAE_WIDTH_RATIO = 32 / 768
+TINY = ModelProfile(
+    name="tiny",
+    transformer_params=20_280,
+    text_encoder_params=18_880,
+    vae_params=623_523,
+    activation_gib_per_token=MOCHI_1.activation_gib_per_token * _DIT_WIDTH_RATIO,
+    activation_base_gib=0.0,
+    vae_untiled_base_gib=MOCHI_1.vae_untiled_base_gib * _VAE_WIDTH_RATIO,
+    vae_untiled_gib_per_frame=MOCHI_1.vae_untiled_gib_per_frame * _VAE_WIDTH_RATIO,
+    vae_tiled_base_gib=MOCHI_1.vae_tiled_base_gib * _VAE_WIDTH_RATIO,
+    vae_tiled_gib_per_frame=MOCHI_1.vae_tiled_gib_per_frame * _VAE_WIDTH_RATIO,
+    bytes_per_param=4,
+)
+
+PROFILES = {"mochi": MOCHI_1, "tiny": TINY}
+
+
+def profile_for(model_source: str) -> ModelProfile:
+    """The profile of a model source: `tiny`, or anything else is full-size Mochi-1."""
+    return TINY if model_source == "tiny" else MOCHI_1
+
+
+def latent_frames(num_frames: int) -> int:
+    return (num_frames - 1) // TEMPORAL_COMPRESSION + 1
+
+
+def dit_tokens(num_frames: int, height: int, width: int) -> int:
+    return (
+        latent_frames(num_frames) * (height // SPATIAL_TOKEN_SIZE) * (width // SPATIAL_TOKEN_SIZE)
+    )
+
+
+def cfg_batch(guidance_scale: float) -> int:
+    """diffusers runs the conditional and unconditional branch together when guidance > 1."""
+    return 2 if guidance_scale > 1.0 else 1
+
+
+def dit_activation_gib(
+    profile: ModelProfile, num_frames: int, height: int, width: int, batch: int
+) -> float:
+    tokens = dit_tokens(num_frames, height, width)
+    return profile.activation_base_gib + profile.activation_gib_per_token * tokens * batch
+
+
+def dit_forward_peak_gib(
+    profile: ModelProfile, num_frames: int, height: int, width: int, batch: int
+) -> float:
+    """Peak of one DiT forward with only the transformer resident."""
+    return profile.transformer_gib + dit_activation_gib(profile, num_frames, height, width, batch)
+
+
+def vae_decode_extra_gib(
+    profile: ModelProfile, num_frames: int, height: int, width: int, tiled: bool
+) -> float:
+    pixel_ratio = (height * width) / REFERENCE_PIXELS
+    if tiled:
+        base, per_frame = profile.vae_tiled_base_gib, profile.vae_tiled_gib_per_frame
+    else:
+        base, per_frame = profile.vae_untiled_base_gib, profile.vae_untiled_gib_per_frame
+    return (base + per_frame * num_frames) * pixel_ratio
+
+
+def vae_decode_peak_gib(
+    profile: ModelProfile, num_frames: int, height: int, width: int, tiled: bool
+) -> float:
+    """Peak of decoding one video with only the VAE resident."""
+    return profile.vae_gib + vae_decode_extra_gib(profile, num_frames, height, width, tiled)
+
+
+def staging_peak_gib(params: int) -> float:
+    """Peak while building a module: loaders stage an fp32 copy before casting to bf16."""
+    return params * 4 / GIB
+
+
+def usable_gpu_gib(gpu_memory_gib: float) -> float:
+    return gpu_memory_gib * GPU_USABLE_FRACTION - GPU_RESERVED_GIB
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How one job runs on one device, and its predicted peak device memory."""
+
+    fits: bool
+    cpu_offload: bool
+    vae_tiling: bool
+    peak_gib: float
+    usable_gib: float
+
+    def describe(self) -> str:
+        mode = "cpu offload" if self.cpu_offload else "all weights resident"
+        decode = "tiled" if self.vae_tiling else "untiled"
+        verdict = "fits" if self.fits else "does not fit"
+        return (
+            f"{mode}, {decode} VAE decode: predicted peak {self.peak_gib:.1f} GiB, "
+            f"{verdict} in {self.usable_gib:.1f} GiB usable"
+        )
+
+
+def predicted_peak_gib(
+    profile: ModelProfile,
+    num_frames: int,
+    height: int,
+    width: int,
+    guidance_scale: float,
+    cpu_offload: bool,
+    vae_tiling: bool,
+) -> float:
+    batch = cfg_batch(guidance_scale)
+    activation = dit_activation_gib(profile, num_frames, height, width, batch)
+    decode_extra = vae_decode_extra_gib(profile, num_frames, height, width, vae_tiling)
+    if cpu_offload:
+        # Model offload keeps one component on the device at a time.
+        return max(
+            profile.text_encoder_gib,
+            profile.transformer_gib + activation,
+            profile.vae_gib + decode_extra,
+        )
+    return profile.resident_gib + max(activation, decode_extra)
+
+
+def plan_generation(
+    profile: ModelProfile,
+    num_frames: int,
+    height: int,
+    width: int,
+    guidance_scale: float,
+    gpu_memory_gib: float,
+) -> Plan:
+    """The fastest way to run a job that fits: resident beats offload, untiled beats tiled."""
+    usable = usable_gpu_gib(gpu_memory_gib)
+    candidates = [(False, False), (False, True), (True, False), (True, True)]
+    plan = None
+    for cpu_offload, vae_tiling in candidates:
+        peak = predicted_peak_gib(
+            profile, num_frames, height, width, guidance_scale, cpu_offload, vae_tiling
+        )
+        plan = Plan(peak <= usable, cpu_offload, vae_tiling, peak, usable)
+        if plan.fits:
+            return plan
+    return plan
+
+
+def worker_host_memory_gib(pipelines: int, object_store_gib: float) -> float:
+    """Host RAM a Ray worker pod needs: pipeline weights + object store (/dev/shm) + process."""
+    return pipelines * HOST_PIPELINE_GIB + object_store_gib + HOST_PROCESS_OVERHEAD_GIB
+
+
+def parse_quantity_gib(quantity: str | int | float) -> float:
+    """A Kubernetes memory quantity ("64Gi", "32G", "512Mi", "30000000000") in GiB."""
+    text = str(quantity).strip()
+    suffixes = {
+        "Ki": 2**10,
+        "Mi": 2**20,
+        "Gi": 2**30,
+        "Ti": 2**40,
+        "Pi": 2**50,
+        "k": 10**3,
+        "K": 10**3,
+        "M": 10**6,
+        "G": 10**9,
+        "T": 10**12,
+        "P": 10**15,
+    }
+    for suffix in sorted(suffixes, key=len, reverse=True):
+        if text.endswith(suffix):
+            number = text[: -len(suffix)]
+            return float(number) * suffixes[suffix] / GIB
+    if text.endswith("m"):  # millibytes, legal if odd
+        return float(text[:-1]) / 1000 / GIB
+    return float(text) / GIB
