@@ -1,0 +1,362 @@
+"""The HTTP API: validate, authenticate, admit with the memory model, enqueue. No Ray here."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import redis
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    generate_latest,
+)
+from pydantic import ConfigDict, Field
+
+from service import __version__, auth, memory_model
+from service.config import Settings
+from service.jobstore import JobStore, QueueFull, is_valid_job_id
+from service.params import GenerationParams
+
+MAX_BODY_BYTES = 64 * 1024
+MAX_IDEMPOTENCY_KEY_CHARS = 200
+MAX_PAGE = 100
+REDIS_RETRY_AFTER_SECONDS = "2"
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None, **extra):
+        super().__init__(message)
+        self.status, self.message, self.headers, self.extra = status, message, headers, extra
+
+
+class LegacyGenerateRequest(GenerationParams):
+    """The field report's body, `{"prompt": ..., "account_id": ...}`, kept for old clients."""
+
+    model_config = ConfigDict(extra="forbid")
+    account_id: str | None = Field(default=None, max_length=63)
+
+
+class Metrics:
+    def __init__(self, store: JobStore):
+        self.registry = CollectorRegistry()
+        self.submitted = Counter(
+            "mochi_jobs_submitted", "Jobs accepted by this API process", registry=self.registry
+        )
+        self.rejected = Counter(
+            "mochi_requests_rejected",
+            "Requests refused, by HTTP status",
+            ["status"],
+            registry=self.registry,
+        )
+        queue = Gauge("mochi_queue_length", "Jobs waiting in the queue", registry=self.registry)
+        queue.set_function(store.queue_length)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
+
+
+def public_job(job: dict[str, Any]) -> dict[str, Any]:
+    done = job["status"] == "succeeded" and job.get("video")
+    return {
+        "id": job["id"],
+        "status": job["status"],
+        "progress": {"step": job["step"], "total": job["total_steps"]},
+        "attempts": job["attempts"],
+        "error": job.get("error") or None,
+        "parameters": job["params"],
+        "created_at": iso(job["created_at"]),
+        "started_at": iso(job["started_at"]),
+        "finished_at": iso(job["finished_at"]),
+        "video_url": f"/v1/jobs/{job['id']}/video" if done else None,
+        "worker": job.get("worker") or None,
+        "metrics": job.get("metrics") or {},
+    }
+
+
+def admission_device_gib(settings: Settings) -> float:
+    """Memory a job may use on one worker: its GPU, or host RAM for CPU workers."""
+    return settings.worker_gpu_memory_gib or settings.worker_host_memory_gib
+
+
+def admit(settings: Settings, params: GenerationParams) -> None:
+    plan = memory_model.plan_generation(
+        memory_model.profile_for(settings.model),
+        params.num_frames,
+        params.height,
+        params.width,
+        params.guidance_scale,
+        admission_device_gib(settings),
+    )
+    if not plan.fits:
+        raise ApiError(
+            422,
+            "no configured worker can run this job: " + plan.describe(),
+            estimate_gib=round(plan.peak_gib, 2),
+            worker_memory_gib=admission_device_gib(settings),
+        )
+
+
+def create_app(settings: Settings, client: redis.Redis | None = None) -> FastAPI:
+    client = client or redis.Redis.from_url(
+        settings.redis_url,
+        password=settings.redis_password or None,
+        socket_timeout=5,
+        socket_connect_timeout=2,
+        health_check_interval=10,
+    )
+    store = JobStore(client, settings.lease_seconds, settings.max_attempts)
+    metrics = Metrics(store)
+    output_dir = Path(settings.output_dir).resolve()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if settings.bootstrap_api_keys:
+            with contextlib.suppress(redis.RedisError):
+                # Redis down: /readyz says so, and the keys are added at the next start.
+                auth.add_bootstrap_keys(client, settings.bootstrap_api_keys)
+        yield
+
+    app = FastAPI(title="Mochi video generation", version=__version__, lifespan=lifespan)
+    app.state.store, app.state.settings, app.state.redis = store, settings, client
+
+    _install_error_handlers(app, metrics)
+    app.middleware("http")(_limit_body_size)
+
+    def owned_job(job_id: str, account: str) -> dict[str, Any]:
+        job = store.get(job_id) if is_valid_job_id(job_id) else None
+        if job is None or job["account"] != account:
+            raise ApiError(404, f"job {job_id[:64]!r} not found")
+        return job
+
+    def submit(account: str, params: GenerationParams, idempotency_key: str | None):
+        if idempotency_key is not None:
+            _check_idempotency_key(idempotency_key)
+        admit(settings, params)
+        try:
+            job_id, created = store.create(
+                account,
+                params.model_dump(),
+                idempotency_key,
+                settings.max_queued_per_account,
+            )
+        except QueueFull:
+            raise ApiError(
+                429,
+                f"account {account} already has {settings.max_queued_per_account} queued jobs",
+                {"Retry-After": "10"},
+            ) from None
+        if created:
+            metrics.submitted.inc()
+        return public_job(store.get(job_id))
+
+    @app.post("/v1/jobs", status_code=202)
+    def create_job(
+        params: GenerationParams,
+        account: Account,
+        idempotency_key: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        return submit(account, params, idempotency_key)
+
+    @app.post("/generate", status_code=202)
+    def legacy_generate(
+        body: LegacyGenerateRequest,
+        account: Account,
+        idempotency_key: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        if body.account_id is not None and body.account_id != account:
+            raise ApiError(
+                422, f"account_id {body.account_id!r} is not the account of this API key"
+            )
+        params = GenerationParams(**body.model_dump(exclude={"account_id"}))
+        job = submit(account, params, idempotency_key)
+        return {**job, "job_id": job["id"]}
+
+    @app.get("/v1/jobs")
+    def list_jobs(
+        account: Account,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20,
+        offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    ) -> dict[str, Any]:
+        jobs, total = store.list_for_account(account, offset, limit)
+        next_offset = offset + limit if offset + limit < total else None
+        return {"jobs": [public_job(j) for j in jobs], "total": total, "next_offset": next_offset}
+
+    @app.get("/v1/jobs/{job_id}")
+    def get_job(job_id: str, account: Account) -> dict[str, Any]:
+        return public_job(owned_job(job_id, account))
+
+    @app.post("/v1/jobs/{job_id}/cancel", status_code=202)
+    def cancel_job(job_id: str, account: Account) -> dict[str, Any]:
+        owned_job(job_id, account)
+        outcome = store.cancel(job_id, account)
+        if outcome not in ("canceled", "canceling"):
+            raise ApiError(409, f"job {job_id} is already {outcome}; nothing to cancel")
+        return public_job(store.get(job_id))
+
+    @app.get("/v1/jobs/{job_id}/video", response_class=FileResponse)
+    def get_video(job_id: str, account: Account):
+        job = owned_job(job_id, account)
+        if job["status"] != "succeeded":
+            raise ApiError(409, f"job {job_id} is {job['status']}; the video exists once succeeded")
+        path = (output_dir / job["video"]).resolve()
+        if path.parent != output_dir or not path.is_file():
+            raise ApiError(
+                503, f"video of job {job_id} is missing from the output volume {output_dir}"
+            )
+        return FileResponse(path, media_type="video/mp4", filename=f"{job_id}.mp4")
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz() -> JSONResponse:
+        try:
+            client.ping()
+            workers = store.live_workers(settings.worker_ttl_seconds)
+        except redis.RedisError as error:
+            return _not_ready(f"redis unreachable at {_redis_address(settings)}: {error}")
+        if not workers:
+            return _not_ready(
+                f"no worker has sent a heartbeat in the last {settings.worker_ttl_seconds:g}s"
+            )
+        return JSONResponse({"ready": True, "workers": len(workers)})
+
+    @app.get("/version")
+    def version() -> dict[str, str]:
+        return {"version": __version__, "model": settings.model}
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        try:
+            body = metrics.render()
+        except redis.RedisError:
+            body = b"# redis unreachable: queue length unavailable\n"
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def current_account(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
+    token = auth.bearer_token(authorization)
+    if token is None:
+        raise ApiError(401, "missing API key: send 'Authorization: Bearer <key>'", _auth_headers())
+    client, settings = request.app.state.redis, request.app.state.settings
+    account = client.hget(auth.API_KEYS, auth.digest(token))
+    if account is None:
+        raise ApiError(401, "unknown API key", _auth_headers())
+    account = account.decode()
+    _rate_limit(client, account, settings.rate_limit_per_minute)
+    return account
+
+
+Account = Annotated[str, Depends(current_account)]
+
+
+def _auth_headers() -> dict[str, str]:
+    return {"WWW-Authenticate": "Bearer"}
+
+
+def _rate_limit(client: redis.Redis, account: str, per_minute: int) -> None:
+    window = int(time.time() // 60)
+    key = f"mochi:rate:{account}:{window}"
+    pipe = client.pipeline(transaction=False)
+    pipe.incr(key)
+    pipe.expire(key, 120)
+    count = pipe.execute()[0]
+    if count > per_minute:
+        retry_after = str(60 - int(time.time()) % 60)
+        raise ApiError(
+            429,
+            f"rate limit of {per_minute} requests per minute exceeded",
+            {"Retry-After": retry_after},
+        )
+
+
+def _check_idempotency_key(key: str) -> None:
+    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY_CHARS or not key.isprintable():
+        raise ApiError(
+            422,
+            f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY_CHARS} printable characters",
+            field="Idempotency-Key",
+        )
+
+
+def _redis_address(settings: Settings) -> str:
+    return settings.redis_url.split("@")[-1]
+
+
+def _not_ready(reason: str) -> JSONResponse:
+    return JSONResponse({"ready": False, "reason": reason}, status_code=503)
+
+
+async def _limit_body_size(request: Request, call_next):
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
+        return _error_response(413, f"request body over {MAX_BODY_BYTES} bytes")
+    if declared is None and request.method in ("POST", "PUT", "PATCH"):
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY_BYTES:
+                return _error_response(413, f"request body over {MAX_BODY_BYTES} bytes")
+        request._body = body
+    return await call_next(request)
+
+
+def _error_response(status: int, message: str, headers=None, **extra) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
+
+
+def _validation_problems(error: RequestValidationError) -> list[dict[str, str]]:
+    problems = []
+    for item in error.errors():
+        location = [str(part) for part in item.get("loc", ()) if part != "body"]
+        message = item.get("msg", "invalid")
+        limit = item.get("ctx", {})
+        if limit and item.get("type") in (
+            "greater_than_equal",
+            "less_than_equal",
+            "string_too_short",
+            "string_too_long",
+        ):
+            message = f"{message} (limit {next(iter(limit.values()))})"
+        problems.append({"field": ".".join(location) or "body", "message": message})
+    return problems
+
+
+def _install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, error: ApiError) -> JSONResponse:
+        metrics.rejected.labels(str(error.status)).inc()
+        return _error_response(error.status, error.message, error.headers, **error.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        metrics.rejected.labels("422").inc()
+        return _error_response(422, "invalid request", fields=_validation_problems(error))
+
+    @app.exception_handler(redis.RedisError)
+    async def _redis_down(request: Request, error: redis.RedisError) -> JSONResponse:
+        metrics.rejected.labels("503").inc()
+        return _error_response(
+            503,
+            "job store unavailable, retry shortly",
+            {"Retry-After": REDIS_RETRY_AFTER_SECONDS},
+        )

@@ -1,0 +1,172 @@
+"""One loaded Mochi pipeline and the service's way of running a job on it.
+
+Loaded once per worker and reused; per job the memory model picks CPU offload and VAE tiling.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from service import memory_model
+from service.params import GenerationParams
+
+log = logging.getLogger(__name__)
+MOCHI_SOURCE = "genmo/mochi-1-preview"
+
+
+class JobStopped(Exception):
+    """Raised from the step callback to leave the denoising loop at once (cancel, lost lease)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def load_pipeline(model: str, cache_dir: str = "", device: str = "cpu"):
+    """`tiny` is built in code; anything else is a Hub id or a local diffusers directory."""
+    if model == "tiny":
+        from service.tiny_model import build_tiny_pipeline
+
+        return build_tiny_pipeline()
+    from diffusers import MochiPipeline
+
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    return MochiPipeline.from_pretrained(
+        model,
+        variant=None if Path(model).is_dir() else "bf16",
+        torch_dtype=dtype,
+        cache_dir=cache_dir or None,
+    )
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def device_memory_gib(device: str, host_memory_gib: float) -> float:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_properties(device).total_memory / memory_model.GIB
+    return host_memory_gib
+
+
+@dataclass
+class GenerationEngine:
+    pipeline: object
+    model: str
+    device: str
+    device_memory_gib: float
+    load_seconds: float
+    compiled: bool = False
+    _offloaded: bool | None = field(default=None, repr=False)
+
+    @classmethod
+    def load(
+        cls,
+        model: str,
+        cache_dir: str = "",
+        host_memory_gib: float = 8.0,
+        compile_transformer: bool = False,
+    ) -> GenerationEngine:
+        started = time.perf_counter()
+        device = default_device()
+        pipeline = load_pipeline(model, cache_dir, device)
+        pipeline.set_progress_bar_config(disable=True)
+        engine = cls(pipeline, model, device, device_memory_gib(device, host_memory_gib), 0.0)
+        if compile_transformer:
+            pipeline.transformer = torch.compile(pipeline.transformer)
+            engine.compiled = True
+        engine.load_seconds = time.perf_counter() - started
+        return engine
+
+    @property
+    def profile(self) -> memory_model.ModelProfile:
+        return memory_model.profile_for(self.model)
+
+    def plan(self, params: GenerationParams) -> memory_model.Plan:
+        return memory_model.plan_generation(
+            self.profile,
+            params.num_frames,
+            params.height,
+            params.width,
+            params.guidance_scale,
+            self.device_memory_gib,
+        )
+
+    def _apply(self, plan: memory_model.Plan) -> None:
+        if self._offloaded != plan.cpu_offload:
+            if plan.cpu_offload and self.device.startswith("cuda"):
+                self.pipeline.enable_model_cpu_offload(device=self.device)
+            else:
+                if self._offloaded:
+                    self.pipeline.remove_all_hooks()
+                self.pipeline.to(self.device)
+            self._offloaded = plan.cpu_offload
+        if plan.vae_tiling:
+            self.pipeline.vae.enable_tiling()
+        else:
+            self.pipeline.vae.disable_tiling()
+
+    def generate(
+        self, params: GenerationParams, on_step: Callable[[int, int], None] | None = None
+    ) -> tuple[np.ndarray, dict[str, float]]:
+        """Frames (T, H, W, 3) in [0, 1] and the job's metrics. `on_step(step, total)` runs
+        after every denoising step and may raise JobStopped."""
+        plan = self.plan(params)
+        if not plan.fits:
+            raise MemoryError("job does not fit this worker: " + plan.describe())
+        self._apply(plan)
+        step_times: list[float] = []
+        last = [time.perf_counter()]
+
+        def callback(pipe, step_index, timestep, callback_kwargs):
+            now = time.perf_counter()
+            step_times.append(now - last[0])
+            last[0] = now
+            if on_step is not None:
+                on_step(step_index + 1, params.num_inference_steps)
+            return callback_kwargs
+
+        if self.device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats(self.device)
+        generator = None
+        if params.seed is not None:
+            generator = torch.Generator("cpu").manual_seed(params.seed)
+        started = time.perf_counter()
+        output = self.pipeline(
+            prompt=params.prompt,
+            negative_prompt=params.negative_prompt,
+            num_frames=params.num_frames,
+            height=params.height,
+            width=params.width,
+            num_inference_steps=params.num_inference_steps,
+            guidance_scale=params.guidance_scale,
+            generator=generator,
+            output_type="np",
+            callback_on_step_end=callback,
+            **self._sequence_length(),
+        )
+        metrics = {
+            "generate_seconds": time.perf_counter() - started,
+            "mean_step_seconds": float(np.mean(step_times)) if step_times else 0.0,
+            "predicted_peak_gib": plan.peak_gib,
+            "cpu_offload": float(plan.cpu_offload),
+            "vae_tiling": float(plan.vae_tiling),
+        }
+        if self.device.startswith("cuda"):
+            peak = torch.cuda.max_memory_allocated(self.device) / memory_model.GIB
+            metrics["peak_gpu_gib"] = peak
+        return output.frames[0], metrics
+
+    def _sequence_length(self) -> dict[str, int]:
+        if self.model == "tiny":
+            from service.tiny_model import MAX_SEQUENCE_LENGTH
+
+            return {"max_sequence_length": MAX_SEQUENCE_LENGTH}
+        return {}

@@ -1,0 +1,66 @@
+"""The pool driver: runs ON the Ray cluster (submitted through the Ray Jobs API by the
+supervisor), keeps `workers` GenerationWorker actors serving, and reaps expired leases.
+
+A dead actor is restarted by Ray (max_restarts=-1) and served again; its job comes back
+through the lease. If this driver dies its actors die with it; the supervisor resubmits it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import ray
+
+from service.config import Settings
+from service.jobstore import JobStore
+from service.worker import GenerationWorker, redis_client
+
+log = logging.getLogger(__name__)
+POOL_HEARTBEAT = "mochi:pool-heartbeat"
+RAY_NAMESPACE = "mochi"
+
+
+@ray.remote(max_restarts=-1, max_task_retries=0)
+class _ActorWorker(GenerationWorker):
+    def pid(self) -> int:
+        import os
+
+        return os.getpid()
+
+
+def start_actors(settings: Settings) -> list:
+    options = {"num_gpus": settings.gpus_per_worker, "num_cpus": 1}
+    return [
+        _ActorWorker.options(name=f"worker-{index}", **options).remote(settings, index)
+        for index in range(settings.workers)
+    ]
+
+
+def run_pool(settings: Settings, stop_after_seconds: float | None = None) -> None:
+    ray.init(address="auto", namespace=RAY_NAMESPACE, log_to_driver=True)
+    store = JobStore(redis_client(settings), settings.lease_seconds, settings.max_attempts)
+    actors = start_actors(settings)
+    serving = {actor.serve.remote(): actor for actor in actors}
+    started = time.monotonic()
+    log.info("pool of %d workers started", len(actors))
+    while stop_after_seconds is None or time.monotonic() - started < stop_after_seconds:
+        ready, _ = ray.wait(list(serving), timeout=settings.reaper_interval_seconds)
+        for ref in ready:
+            actor = serving.pop(ref)
+            try:
+                ray.get(ref)
+            except ray.exceptions.RayActorError as error:
+                log.warning("worker actor died (%s); Ray restarts it, serving again", error)
+            serving[actor.serve.remote()] = actor
+        _tick(store, settings)
+
+
+def _tick(store: JobStore, settings: Settings) -> None:
+    try:
+        store.redis.set(POOL_HEARTBEAT, store.server_time(), ex=60)
+        if settings.reaper_enabled:
+            for job_id, action in store.reap_expired():
+                log.warning("job %s: lease expired, %s", job_id, action)
+    except Exception as error:  # Redis down: keep the pool alive and retry next tick
+        log.warning("pool tick failed: %s", error)

