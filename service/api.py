@@ -206,7 +206,8 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> FastAPI
         owned_job(job_id, account)
         outcome = store.cancel(job_id, account)
         if outcome not in ("canceled", "canceling"):
-            raise ApiError(409, f"job {job_id} is already {outcome}; nothing to cancel")
+            state = outcome.removeprefix("already-")
+            raise ApiError(409, f"job {job_id} is already {state}; nothing to cancel")
         return public_job(store.get(job_id))
 
     @app.get("/v1/jobs/{job_id}/video", response_class=FileResponse)

@@ -144,7 +144,7 @@ if job[1] == 'starting' or job[1] == 'running' then
   redis.call('HSET', KEYS[1], 'cancel_requested', 1)
   return 'canceling'
 end
-return job[1]
+return 'already-' .. job[1]
 """
 )
 
@@ -270,7 +270,7 @@ class JobStore:
 
     def cancel(self, job_id: str, account: str) -> str:
         """'canceled' (was queued), 'canceling' (running; stops at its next step), 'missing',
-        or the terminal state it already had."""
+        or 'already-<state>' for a job that had ended."""
         keys = [job_key(job_id), QUEUE, QUEUED_PER_ACCOUNT]
         return _text(self._cancel(keys=keys, args=[job_id, account]))
 

@@ -70,7 +70,7 @@ class RedisServer:
             "--appendonly",
             "yes",
             "--appendfsync",
-            "everysec",
+            "always",
             "--save",
             "",
             "--maxmemory-policy",

@@ -1,0 +1,189 @@
+"""The HTTP API over a real Redis: validation limits, auth, isolation, idempotency, admission."""
+
+from dataclasses import replace
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.api import create_app
+
+VALID = {"prompt": "a cat", "num_frames": 7, "height": 64, "width": 64}
+
+
+def submit(api, body=None, user="alice", **headers):
+    return api.post("/v1/jobs", json=body or VALID, headers={**api.as_user(user), **headers})
+
+
+def test_submit_returns_202_with_the_job(api):
+    response = submit(api)
+    assert response.status_code == 202
+    job = response.json()
+    assert job["status"] == "queued"
+    assert job["progress"] == {"step": 0, "total": 64}
+    assert job["parameters"]["prompt"] == "a cat"
+    assert job["attempts"] == 0 and job["video_url"] is None
+    assert api.get(f"/v1/jobs/{job['id']}", headers=api.as_user("alice")).json() == job
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "phrase"),
+    [
+        ("prompt", "", "at least 1"),
+        ("prompt", "x" * 2001, "at most 2000"),
+        ("num_frames", 8, "6k+1"),
+        ("num_frames", 1, "greater than or equal to 7"),
+        ("num_frames", 169, "less than or equal to 163"),
+        ("height", 65, "multiple of 16"),
+        ("height", 48, "greater than or equal to 64"),
+        ("width", 864, "less than or equal to 848"),
+        ("num_inference_steps", 0, "greater than or equal to 1"),
+        ("num_inference_steps", 201, "less than or equal to 200"),
+        ("guidance_scale", -0.1, "greater than or equal to 0"),
+        ("guidance_scale", 20.5, "less than or equal to 20"),
+        ("seed", -1, "greater than or equal to 0"),
+        ("seed", "abc", "valid integer"),
+        ("num_frames", 7.5, "valid integer"),
+        ("colour", "red", "Extra inputs"),
+    ],
+)
+def test_every_limit_is_a_clear_422_naming_the_field(api, redis_client, field, value, phrase):
+    response = submit(api, {**VALID, field: value})
+    assert response.status_code == 422
+    problem = response.json()["fields"][0]
+    assert problem["field"] == field
+    assert phrase in problem["message"]
+    assert redis_client.llen("mochi:queue") == 0
+
+
+def test_limits_themselves_are_accepted(api):
+    edge = {"prompt": "é" * 2000, "num_frames": 163, "height": 848, "width": 848}
+    assert submit(api, {**edge, "num_inference_steps": 200, "guidance_scale": 20}).status_code
+    assert submit(api, {**VALID, "num_frames": 163, "seed": 0, "guidance_scale": 0}).status_code
+
+
+def test_body_over_64kb_is_413(api):
+    response = api.post(
+        "/v1/jobs",
+        content=b'{"prompt": "' + b"x" * 70_000 + b'"}',
+        headers={**api.as_user("alice"), "Content-Type": "application/json"},
+    )
+    assert response.status_code == 413
+
+
+def test_malformed_json_is_422_not_500(api):
+    response = api.post(
+        "/v1/jobs",
+        content=b'{"prompt": ',
+        headers={**api.as_user("alice"), "Content-Type": "application/json"},
+    )
+    assert response.status_code == 422
+
+
+def test_every_job_endpoint_needs_a_key(api):
+    job_id = submit(api).json()["id"]
+    for method, path in [
+        ("post", "/v1/jobs"),
+        ("get", "/v1/jobs"),
+        ("get", f"/v1/jobs/{job_id}"),
+        ("post", f"/v1/jobs/{job_id}/cancel"),
+        ("get", f"/v1/jobs/{job_id}/video"),
+        ("post", "/generate"),
+    ]:
+        assert getattr(api, method)(path).status_code == 401
+        wrong = {"Authorization": "Bearer mk_not-a-key"}
+        assert getattr(api, method)(path, headers=wrong).status_code == 401
+
+
+def test_another_accounts_job_is_404_everywhere(api):
+    job_id = submit(api, user="alice").json()["id"]
+    bob = api.as_user("bob")
+    assert api.get(f"/v1/jobs/{job_id}", headers=bob).status_code == 404
+    assert api.post(f"/v1/jobs/{job_id}/cancel", headers=bob).status_code == 404
+    assert api.get(f"/v1/jobs/{job_id}/video", headers=bob).status_code == 404
+    assert api.get("/v1/jobs", headers=bob).json()["total"] == 0
+
+
+def test_idempotent_retry_returns_the_same_job(api, redis_client):
+    first = submit(api, **{"Idempotency-Key": "retry-1"}).json()
+    again = submit(api, **{"Idempotency-Key": "retry-1"}).json()
+    assert first["id"] == again["id"]
+    assert redis_client.llen("mochi:queue") == 1
+    other_account = submit(api, user="bob", **{"Idempotency-Key": "retry-1"}).json()
+    assert other_account["id"] != first["id"]
+
+
+def test_list_is_own_jobs_newest_first_paginated(api):
+    ids = [submit(api).json()["id"] for _ in range(5)]
+    submit(api, user="bob")
+    page = api.get("/v1/jobs?limit=2", headers=api.as_user("alice")).json()
+    assert page["total"] == 5 and page["next_offset"] == 2
+    assert [job["id"] for job in page["jobs"]] == ids[::-1][:2]
+    last = api.get("/v1/jobs?limit=2&offset=4", headers=api.as_user("alice")).json()
+    assert [job["id"] for job in last["jobs"]] == ids[:1] and last["next_offset"] is None
+    assert api.get("/v1/jobs?limit=0", headers=api.as_user("alice")).status_code == 422
+
+
+def test_cancel_a_queued_job_at_once(api, redis_client):
+    job_id = submit(api).json()["id"]
+    response = api.post(f"/v1/jobs/{job_id}/cancel", headers=api.as_user("alice"))
+    assert response.status_code == 202 and response.json()["status"] == "canceled"
+    assert redis_client.llen("mochi:queue") == 0
+    again = api.post(f"/v1/jobs/{job_id}/cancel", headers=api.as_user("alice"))
+    assert again.status_code == 409
+
+
+def test_video_of_an_unfinished_job_is_409(api):
+    job_id = submit(api).json()["id"]
+    assert api.get(f"/v1/jobs/{job_id}/video", headers=api.as_user("alice")).status_code == 409
+
+
+@pytest.mark.parametrize("job_id", ["..%2F..%2Fetc%2Fpasswd", "x" * 10_000, "abc%00def", "ZZ"])
+def test_hostile_job_ids_are_404(api, job_id):
+    assert api.get(f"/v1/jobs/{job_id}", headers=api.as_user("alice")).status_code == 404
+
+
+def test_legacy_generate_body_keeps_old_clients_working(api):
+    body = {"prompt": "test", "account_id": "alice", "num_frames": 7}
+    response = api.post("/generate", json=body, headers=api.as_user("alice"))
+    assert response.status_code == 202
+    assert response.json()["job_id"] == response.json()["id"]
+    wrong = api.post("/generate", json={**body, "account_id": "bob"}, headers=api.as_user("alice"))
+    assert wrong.status_code == 422 and "account_id" in wrong.json()["error"]
+
+
+def test_job_no_worker_can_run_is_refused_with_the_estimate(settings, redis_client):
+    from service import auth
+
+    on_24gib_gpus = replace(settings, model="genmo/mochi-1-preview", worker_gpu_memory_gib=24.0)
+    client = TestClient(create_app(on_24gib_gpus))
+    headers = {"Authorization": f"Bearer {auth.add_key(redis_client, 'carol')}"}
+    big = {"prompt": "x", "num_frames": 163, "height": 848, "width": 848}
+    response = client.post("/v1/jobs", json=big, headers=headers)
+    assert response.status_code == 422
+    assert response.json()["estimate_gib"] > 24 and "does not fit" in response.json()["error"]
+    small = {"prompt": "x", "num_frames": 31, "height": 480, "width": 848}
+    assert client.post("/v1/jobs", json=small, headers=headers).status_code == 202
+
+
+def test_readyz_is_503_with_the_reason_until_a_worker_is_alive(api, redis_client):
+    response = api.get("/readyz")
+    assert response.status_code == 503 and "no worker" in response.json()["reason"]
+    from service.jobstore import JobStore
+
+    JobStore(redis_client).register_worker("w1", {"pid": 1})
+    assert api.get("/readyz").json() == {"ready": True, "workers": 1}
+    assert api.get("/healthz").status_code == 200
+
+
+def test_redis_down_is_503_with_retry_after(api, redis_server):
+    redis_server.stop()
+    response = submit(api)
+    assert response.status_code == 503 and response.headers["Retry-After"]
+    assert api.get("/readyz").status_code == 503
+    assert api.get("/healthz").status_code == 200
+
+
+def test_metrics_are_prometheus_text(api):
+    submit(api)
+    body = api.get("/metrics").text
+    assert "mochi_jobs_submitted_total 1.0" in body and "mochi_queue_length 1.0" in body

@@ -1,0 +1,68 @@
+"""A GenerationWorker in-process (no Ray): the real tiny pipeline, real Redis, real MP4s."""
+
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from service.jobstore import JobStore, wait_until
+from service.video import count_frames
+from service.worker import GenerationWorker
+
+JOB = {"prompt": "a fox", "num_frames": 13, "height": 64, "width": 64, "num_inference_steps": 3}
+
+
+@pytest.fixture
+def worker(settings):
+    worker = GenerationWorker(settings)
+    yield worker
+    worker.close()
+
+
+def test_job_succeeds_with_an_mp4_of_the_asked_frames(worker):
+    job_id, _ = worker.store.create("acct", JOB)
+    assert worker.serve(max_jobs=1) == 1
+    job = worker.store.get(job_id)
+    assert job["status"] == "succeeded" and job["attempts"] == 1
+    assert job["step"] == job["total_steps"] == 3
+    assert count_frames(Path(worker.settings.output_dir) / job["video"]) == 13
+    assert job["metrics"]["mean_step_seconds"] > 0
+
+
+def test_second_job_spends_no_time_loading(worker):
+    for _ in range(2):
+        worker.store.create("acct", JOB)
+    load_seconds = worker.engine.load_seconds
+    worker.serve(max_jobs=2)
+    assert worker.engine.load_seconds == load_seconds and worker.jobs_done == 2
+
+
+def test_running_job_is_canceled_at_its_next_step(worker):
+    job_id, _ = worker.store.create("acct", {**JOB, "num_inference_steps": 200})
+    observer = JobStore(worker.store.redis)
+    thread = threading.Thread(target=worker.serve, kwargs={"max_jobs": 1})
+    thread.start()
+    assert wait_until(lambda: observer.get(job_id)["step"] >= 2, timeout=30)
+    assert observer.cancel(job_id, "acct") == "canceling"
+    thread.join(timeout=30)
+    job = observer.get(job_id)
+    assert job["status"] == "canceled" and job["step"] < 200
+    assert not list(Path(worker.settings.output_dir).glob(f"{job_id}*"))
+
+
+def test_unwritable_output_fails_the_job_with_a_clear_reason(settings):
+    blocked = Path(settings.output_dir) / "not-a-directory"
+    blocked.write_text("a file where the output directory should be")
+    worker = GenerationWorker(replace(settings, output_dir=str(blocked)))
+    try:
+        failing, _ = worker.store.create("acct", JOB)
+        worker.serve(max_jobs=1)
+        job = worker.store.get(failing)
+        assert job["status"] == "failed" and str(blocked) in job["error"]
+        worker.output_dir = Path(settings.output_dir)
+        next_job, _ = worker.store.create("acct", JOB)
+        worker.serve(max_jobs=1)
+        assert worker.store.get(next_job)["status"] == "succeeded"
+    finally:
+        worker.close()
