@@ -1,0 +1,1 @@
+"""Pulumi program that deploys the Mochi video-generation stack to Kubernetes."""

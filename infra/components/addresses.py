@@ -1,0 +1,104 @@
+"""Services, and the settings ConfigMap whose addresses are derived from them (no IP literals)."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra import naming
+from infra.config import StackConfig, gib
+
+
+def _service(resource_name, component, namespace, ports, parent) -> k8s.core.v1.Service:
+    return k8s.core.v1.Service(
+        resource_name,
+        metadata={"name": component, "namespace": namespace, "labels": naming.labels(component)},
+        spec={
+            "type": "ClusterIP",
+            "selector": naming.selector(component),
+            "ports": [
+                {"name": port_name, "port": port, "targetPort": port, "protocol": "TCP"}
+                for port_name, port in ports
+            ],
+        },
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+
+
+def _url(service: k8s.core.v1.Service, port_name: str, template: str) -> pulumi.Output[str]:
+    """`template` filled with the Service's cluster DNS name and the port called `port_name`."""
+
+    def fill(args) -> str:
+        metadata, spec = args
+        port = next(p["port"] for p in spec["ports"] if p["name"] == port_name)
+        host = f"{metadata['name']}.{metadata['namespace']}.svc.cluster.local"
+        return template.format(host=host, port=int(port))
+
+    return pulumi.Output.all(service.metadata, service.spec).apply(fill)
+
+
+class Addresses(pulumi.ComponentResource):
+    def __init__(
+        self,
+        name: str,
+        config: StackConfig,
+        namespace: pulumi.Input[str],
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        super().__init__("mochi:infra:Addresses", name, None, opts)
+        redis = _service("redis", naming.REDIS, namespace, [("redis", naming.REDIS_PORT)], self)
+        # Only ClusterIP: the dashboard (and Jobs API) is reachable inside the cluster alone.
+        ray_head = _service(
+            "ray-head",
+            naming.RAY_HEAD,
+            namespace,
+            [
+                ("gcs", naming.RAY_GCS_PORT),
+                ("client", naming.RAY_CLIENT_PORT),
+                ("dashboard", naming.RAY_DASHBOARD_PORT),
+                ("metrics", naming.RAY_METRICS_PORT),
+            ],
+            self,
+        )
+        api = _service("api", naming.API, namespace, [("http", naming.API_PORT)], self)
+        self.api_service = api
+        self.redis_service_name = redis.metadata.apply(lambda meta: meta["name"])
+        self.redis_url = _url(redis, "redis", "redis://{host}:{port}/0")
+        self.ray_dashboard_url = _url(ray_head, "dashboard", "http://{host}:{port}")
+        self.ray_gcs_address = _url(ray_head, "gcs", "{host}:{port}")
+        self.api_url = _url(api, "http", "http://{host}:{port}")
+        gpu_memory = config.gpu_memory_gib if config.gpus_per_worker else 0
+        settings = k8s.core.v1.ConfigMap(
+            "settings",
+            metadata={
+                "name": naming.SETTINGS_CONFIG_MAP,
+                "namespace": namespace,
+                "labels": naming.PART_OF,
+            },
+            data={
+                "MOCHI_REDIS_URL": self.redis_url,
+                "MOCHI_RAY_DASHBOARD_URL": self.ray_dashboard_url,
+                # Not a service setting: the `ray start --address` of worker pods.
+                "MOCHI_RAY_GCS_ADDRESS": self.ray_gcs_address,
+                "MOCHI_OUTPUT_DIR": naming.OUTPUT_DIR,
+                "MOCHI_MODEL": config.model,
+                "MOCHI_MODEL_CACHE_DIR": (
+                    naming.MODEL_CACHE_DIR if config.model_cache_enabled else ""
+                ),
+                "MOCHI_WORKERS": str(config.ray_worker_replicas),
+                "MOCHI_GPUS_PER_WORKER": str(config.gpus_per_worker),
+                "MOCHI_WORKER_GPU_MEMORY_GIB": str(gpu_memory),
+                "MOCHI_WORKER_HOST_MEMORY_GIB": f"{gib(config.ray_worker_memory):g}",
+                # Ray 2.52+ token authentication, on every Ray node and Jobs API client.
+                "RAY_AUTH_MODE": "token",
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[redis, ray_head, api]),
+        )
+        self.settings_name = settings.metadata.apply(lambda meta: meta["name"])
+        self.register_outputs(
+            {
+                "redis_url": self.redis_url,
+                "ray_dashboard_url": self.ray_dashboard_url,
+                "api_url": self.api_url,
+            }
+        )

@@ -1,0 +1,125 @@
+"""The HTTP API: Deployment, PodDisruptionBudget and an optional Ingress (the Service is in
+Addresses, where the settings derive from it)."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra import naming, podspec, sizing
+from infra.config import StackConfig
+
+
+class Api(pulumi.ComponentResource):
+    def __init__(
+        self,
+        name: str,
+        config: StackConfig,
+        namespace: pulumi.Input[str],
+        settings_name: pulumi.Input[str],
+        output_claim: pulumi.Input[str],
+        service: k8s.core.v1.Service,
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        super().__init__("mochi:infra:Api", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        container = {
+            "name": naming.API,
+            "image": config.api_image,
+            "command": ["mochi", "api", "--host", "0.0.0.0", "--port", str(naming.API_PORT)],
+            "envFrom": podspec.settings_env_from(settings_name),
+            "env": [
+                podspec.redis_password_env(),
+                podspec.secret_env(
+                    "MOCHI_BOOTSTRAP_API_KEYS", naming.API_KEYS_SECRET, naming.API_KEYS_KEY
+                ),
+            ],
+            "ports": [{"name": "http", "containerPort": naming.API_PORT}],
+            "resources": sizing.api(config).spec(),
+            "securityContext": {**podspec.container_security(), "readOnlyRootFilesystem": True},
+            "readinessProbe": {
+                "httpGet": {"path": "/readyz", "port": "http"},
+                "periodSeconds": 5,
+                "timeoutSeconds": 3,
+                "failureThreshold": 3,
+            },
+            "livenessProbe": {
+                "httpGet": {"path": "/healthz", "port": "http"},
+                "initialDelaySeconds": 10,
+                "periodSeconds": 10,
+                "timeoutSeconds": 3,
+                "failureThreshold": 3,
+            },
+            "volumeMounts": [
+                {"name": "videos", "mountPath": naming.OUTPUT_DIR},
+                {"name": "tmp", "mountPath": "/tmp"},
+            ],
+        }
+        k8s.apps.v1.Deployment(
+            "api",
+            metadata={
+                "name": naming.API,
+                "namespace": namespace,
+                "labels": naming.labels(naming.API),
+            },
+            spec={
+                "replicas": config.api_replicas,
+                "strategy": {
+                    "type": "RollingUpdate",
+                    "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+                },
+                "selector": {"matchLabels": naming.selector(naming.API)},
+                "template": {
+                    "metadata": {"labels": naming.labels(naming.API)},
+                    "spec": {
+                        "automountServiceAccountToken": False,
+                        "securityContext": podspec.pod_security(),
+                        "containers": [container],
+                        "volumes": [
+                            podspec.pvc_volume("videos", output_claim),
+                            podspec.empty_dir("tmp", "256Mi"),
+                        ],
+                    },
+                },
+            },
+            opts=child,
+        )
+        k8s.policy.v1.PodDisruptionBudget(
+            "api",
+            metadata={
+                "name": naming.API,
+                "namespace": namespace,
+                "labels": naming.labels(naming.API),
+            },
+            spec={"maxUnavailable": 1, "selector": {"matchLabels": naming.selector(naming.API)}},
+            opts=child,
+        )
+        if config.ingress_enabled:
+            backend = service.metadata.apply(
+                lambda meta: {
+                    "service": {"name": meta["name"], "port": {"name": "http"}},
+                }
+            )
+            spec = {
+                "rules": [
+                    {
+                        "host": config.ingress_host,
+                        "http": {
+                            "paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]
+                        },
+                    }
+                ]
+            }
+            if config.ingress_class_name:
+                spec["ingressClassName"] = config.ingress_class_name
+            k8s.networking.v1.Ingress(
+                "api",
+                metadata={
+                    "name": naming.API,
+                    "namespace": namespace,
+                    "labels": naming.labels(naming.API),
+                },
+                spec=spec,
+                opts=child,
+            )
+        self.register_outputs({})

@@ -1,0 +1,96 @@
+"""Redis: one StatefulSet replica, AOF persistence on a PVC, password required."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra import naming, podspec, sizing
+from infra.config import StackConfig
+
+# The password goes into a config file on a memory volume, never onto the command line.
+START = (
+    'printf "requirepass %s\\n" "$REDISCLI_AUTH" > /run/redis/redis.conf && '
+    "exec redis-server /run/redis/redis.conf --port {port} --dir /data "
+    "--appendonly yes --appendfsync everysec"
+)
+PING = ["sh", "-c", "redis-cli -p {port} ping | grep -q PONG"]
+
+
+class Redis(pulumi.ComponentResource):
+    def __init__(
+        self,
+        name: str,
+        config: StackConfig,
+        namespace: pulumi.Input[str],
+        service_name: pulumi.Input[str],
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        super().__init__("mochi:infra:Redis", name, None, opts)
+        port = naming.REDIS_PORT
+        ping = [part.format(port=port) for part in PING]
+        container = {
+            "name": "redis",
+            "image": config.redis_image,
+            "command": ["sh", "-c", START.format(port=port)],
+            # redis-cli reads REDISCLI_AUTH, so the probes authenticate without argv.
+            "env": [
+                podspec.secret_env("REDISCLI_AUTH", naming.REDIS_SECRET, naming.REDIS_PASSWORD_KEY)
+            ],
+            "ports": [{"name": "redis", "containerPort": port}],
+            "resources": sizing.redis(config).spec(),
+            "securityContext": {**podspec.container_security(), "readOnlyRootFilesystem": True},
+            "readinessProbe": {
+                "exec": {"command": ping},
+                "periodSeconds": 5,
+                "timeoutSeconds": 3,
+            },
+            "livenessProbe": {
+                "exec": {"command": ping},
+                "initialDelaySeconds": 15,
+                "periodSeconds": 10,
+                "timeoutSeconds": 5,
+                "failureThreshold": 6,
+            },
+            "volumeMounts": [
+                {"name": naming.REDIS_DATA, "mountPath": "/data"},
+                {"name": "run", "mountPath": "/run/redis"},
+            ],
+        }
+        claim_spec = {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": config.redis_storage}},
+        }
+        if config.storage_class:
+            claim_spec["storageClassName"] = config.storage_class
+        k8s.apps.v1.StatefulSet(
+            "redis",
+            metadata={
+                "name": naming.REDIS,
+                "namespace": namespace,
+                "labels": naming.labels(naming.REDIS),
+            },
+            spec={
+                "serviceName": service_name,
+                "replicas": 1,
+                "selector": {"matchLabels": naming.selector(naming.REDIS)},
+                "template": {
+                    "metadata": {"labels": naming.labels(naming.REDIS)},
+                    "spec": {
+                        "automountServiceAccountToken": False,
+                        "securityContext": podspec.pod_security(),
+                        "terminationGracePeriodSeconds": 30,
+                        "containers": [container],
+                        "volumes": [podspec.empty_dir("run", "1Mi", memory=True)],
+                    },
+                },
+                "volumeClaimTemplates": [
+                    {
+                        "metadata": {"name": naming.REDIS_DATA, "labels": naming.PART_OF},
+                        "spec": claim_spec,
+                    }
+                ],
+            },
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.register_outputs({})

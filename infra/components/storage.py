@@ -1,0 +1,112 @@
+"""The shared output volume, the model-cache volume, and the Job that pre-fills the cache."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra import naming, podspec, sizing
+from infra.config import StackConfig
+
+
+def _claim(resource_name, claim_name, namespace, size, access_mode, storage_class, parent):
+    spec = {"accessModes": [access_mode], "resources": {"requests": {"storage": size}}}
+    if storage_class:
+        spec["storageClassName"] = storage_class
+    return k8s.core.v1.PersistentVolumeClaim(
+        resource_name,
+        metadata={"name": claim_name, "namespace": namespace, "labels": naming.PART_OF},
+        spec=spec,
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+
+
+class Storage(pulumi.ComponentResource):
+    def __init__(
+        self,
+        name: str,
+        config: StackConfig,
+        namespace: pulumi.Input[str],
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        super().__init__("mochi:infra:Storage", name, None, opts)
+        output = _claim(
+            "videos",
+            naming.OUTPUT_PVC,
+            namespace,
+            config.output_storage,
+            config.output_access_mode,
+            config.shared_storage_class,
+            self,
+        )
+        self.output_claim = output.metadata.apply(lambda meta: meta["name"])
+        self.model_cache_claim: pulumi.Output[str] | None = None
+        if config.model_cache_enabled:
+            cache = _claim(
+                "model-cache",
+                naming.MODEL_CACHE_PVC,
+                namespace,
+                config.model_cache_storage,
+                config.output_access_mode,
+                config.shared_storage_class,
+                self,
+            )
+            self.model_cache_claim = cache.metadata.apply(lambda meta: meta["name"])
+        self.register_outputs({"output_claim": self.output_claim})
+
+
+class ModelPrefill(pulumi.ComponentResource):
+    """`mochi fetch-model` into the cache volume, so workers start without downloading."""
+
+    def __init__(
+        self,
+        name: str,
+        config: StackConfig,
+        namespace: pulumi.Input[str],
+        settings_name: pulumi.Input[str],
+        model_cache_claim: pulumi.Input[str],
+        output_claim: pulumi.Input[str],
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        super().__init__("mochi:infra:ModelPrefill", name, None, opts)
+        container = {
+            "name": naming.MODEL_PREFILL,
+            "image": config.worker_image,
+            "command": ["mochi", "fetch-model"],
+            "envFrom": podspec.settings_env_from(settings_name),
+            "env": [{"name": "HF_HOME", "value": f"{naming.MODEL_CACHE_DIR}/huggingface"}],
+            "resources": sizing.prefill().spec(),
+            "securityContext": podspec.container_security(),
+            # MOCHI_OUTPUT_DIR (from the settings) must be the shared volume in every pod.
+            "volumeMounts": [
+                {"name": "model-cache", "mountPath": naming.MODEL_CACHE_DIR},
+                {"name": "videos", "mountPath": naming.OUTPUT_DIR},
+            ],
+        }
+        k8s.batch.v1.Job(
+            "model-prefill",
+            metadata={
+                "name": naming.MODEL_PREFILL,
+                "namespace": namespace,
+                "labels": naming.labels(naming.MODEL_PREFILL),
+            },
+            spec={
+                "backoffLimit": 3,
+                "ttlSecondsAfterFinished": 86400,
+                "template": {
+                    "metadata": {"labels": naming.labels(naming.MODEL_PREFILL)},
+                    "spec": {
+                        "restartPolicy": "OnFailure",
+                        "automountServiceAccountToken": False,
+                        "securityContext": podspec.pod_security(),
+                        "containers": [container],
+                        "volumes": [
+                            podspec.pvc_volume("model-cache", model_cache_claim),
+                            podspec.pvc_volume("videos", output_claim),
+                        ],
+                    },
+                },
+            },
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.register_outputs({})

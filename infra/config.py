@@ -1,0 +1,158 @@
+"""The typed stack configuration, and every rule it must pass before any resource exists.
+
+Defaults and descriptions live once, in Pulumi.yaml; this module parses the values Pulumi hands
+the program (strings) into `StackConfig` and checks them against the memory model and quotas.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+
+from service.memory_model import parse_quantity_gib
+
+PROJECT = "mochi"
+RAY_MODES = ("kuberay", "plain")
+ACCESS_MODES = ("ReadWriteMany", "ReadWriteOnce")
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    namespace: str
+    api_image: str
+    worker_image: str
+    redis_image: str
+    model: str
+    bootstrap_account: str
+    api_replicas: int
+    api_cpu: str
+    api_memory: str
+    ingress_host: str
+    ingress_class_name: str
+    redis_cpu: str
+    redis_memory: str
+    redis_storage: str
+    storage_class: str
+    shared_storage_class: str
+    output_storage: str
+    output_access_mode: str
+    model_cache_storage: str
+    prefill_model_cache: bool
+    ray_mode: str
+    install_kuberay_operator: bool
+    ray_head_cpu: str
+    ray_head_memory: str
+    ray_head_object_store_memory: str
+    ray_worker_replicas: int
+    ray_worker_cpu: str
+    ray_worker_memory: str
+    ray_object_store_memory: str
+    ray_shm_size: str
+    gpus_per_worker: int
+    gpu_memory_gib: int
+    gpus_per_node: int
+    gpu_node_selector: str
+    quota_requests_cpu: str
+    quota_requests_memory: str
+    quota_limits_memory: str
+    quota_gpus: int
+    quota_pods: int
+    quota_storage: str
+
+    @property
+    def model_cache_enabled(self) -> bool:
+        return bool(self.model_cache_storage)
+
+    @property
+    def ingress_enabled(self) -> bool:
+        return bool(self.ingress_host)
+
+    @property
+    def gpu_node_labels(self) -> dict[str, str]:
+        if not self.gpu_node_selector:
+            return {}
+        key, _, value = self.gpu_node_selector.partition("=")
+        return {key: value}
+
+
+def config_key(field_name: str) -> str:
+    """`ray_worker_memory` -> `mochi:rayWorkerMemory`, the key users set with `pulumi config`."""
+    head, *rest = field_name.split("_")
+    return f"{PROJECT}:" + head + "".join(part.capitalize() for part in rest)
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    key: str
+    value: object
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.key} = {self.value!r}: {self.message}"
+
+
+class InvalidConfig(ValueError):
+    def __init__(self, problems: list[ConfigProblem]):
+        self.problems = problems
+        lines = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(f"{len(problems)} problem(s) in the stack configuration:\n{lines}")
+
+
+def load(get: Callable[[str], str | None]) -> StackConfig:
+    """Parse every key through `get` (pulumi.Config or a dict), then validate; raise all at once."""
+    values: dict[str, object] = {}
+    problems: list[ConfigProblem] = []
+    for setting in fields(StackConfig):
+        key = config_key(setting.name)
+        raw = get(key)
+        if raw is None:
+            problems.append(ConfigProblem(key, None, "is not set (declare it in Pulumi.yaml)"))
+            continue
+        try:
+            values[setting.name] = _parse(raw, setting.type)
+        except ValueError:
+            problems.append(ConfigProblem(key, raw, f"is not a valid {setting.type}"))
+    if problems:
+        raise InvalidConfig(problems)
+    config = StackConfig(**values)
+    from infra.validation import validate  # the rules need sizing, which needs StackConfig
+
+    problems = validate(config)
+    if problems:
+        raise InvalidConfig(problems)
+    return config
+
+
+def _parse(raw: str, kind: str) -> object:
+    if kind == "int":
+        return int(str(raw))
+    if kind == "bool":
+        text = str(raw).lower()
+        if text not in ("true", "false"):
+            raise ValueError(raw)
+        return text == "true"
+    return str(raw)
+
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def is_dns_label(name: str) -> bool:
+    return len(name) <= 63 and bool(DNS_LABEL.match(name))
+
+
+def is_pinned_image(image: str) -> bool:
+    """A digest, or an explicit tag other than `latest`."""
+    if "@sha256:" in image:
+        return True
+    last = image.rsplit("/", 1)[-1]
+    if ":" not in last:
+        return False
+    tag = last.rsplit(":", 1)[1]
+    return bool(tag) and tag != "latest"
+
+
+def gib(quantity: str) -> float:
+    return parse_quantity_gib(quantity)

@@ -1,0 +1,77 @@
+"""The whole stack: components wired together. `infra/__main__.py` and the render call this."""
+
+from __future__ import annotations
+
+import pulumi
+
+from infra import config as stack_config
+from infra.components.addresses import Addresses
+from infra.components.api import Api
+from infra.components.foundation import Foundation
+from infra.components.network_policies import NetworkPolicies
+from infra.components.ray import Ray
+from infra.components.redis import Redis
+from infra.components.secrets import Secrets
+from infra.components.storage import ModelPrefill, Storage
+from infra.components.supervisor import Supervisor
+
+
+def load_config() -> stack_config.StackConfig:
+    """The stack's config as Pulumi hands it over, validated (raises InvalidConfig)."""
+    return stack_config.load(_get)
+
+
+def _get(key: str) -> str | None:
+    namespace, _, name = key.partition(":")
+    return pulumi.Config(namespace).get(name)
+
+
+def build(config: stack_config.StackConfig) -> dict[str, pulumi.Output]:
+    foundation = Foundation("foundation", config)
+    namespace = foundation.namespace
+    secrets = Secrets("secrets", config, namespace)
+    addresses = Addresses("addresses", config, namespace)
+    storage = Storage("storage", config, namespace)
+    settings = addresses.settings_name
+    Redis("redis", config, namespace, service_name=addresses.redis_service_name)
+    Ray(
+        "ray",
+        config,
+        namespace,
+        settings,
+        storage.output_claim,
+        storage.model_cache_claim,
+        opts=pulumi.ResourceOptions(depends_on=[secrets]),
+    )
+    Supervisor("supervisor", config, namespace, settings, storage.output_claim)
+    Api(
+        "api",
+        config,
+        namespace,
+        settings,
+        storage.output_claim,
+        addresses.api_service,
+        opts=pulumi.ResourceOptions(depends_on=[secrets]),
+    )
+    if config.prefill_model_cache and storage.model_cache_claim is not None:
+        ModelPrefill(
+            "model-prefill",
+            config,
+            namespace,
+            settings,
+            storage.model_cache_claim,
+            storage.output_claim,
+        )
+    NetworkPolicies("network-policies", config, namespace)
+    return {
+        "namespace": namespace,
+        "api_url": addresses.api_url,
+        "redis_url": addresses.redis_url,
+        "ray_dashboard_url": addresses.ray_dashboard_url,
+        "api_key": secrets.api_key,
+    }
+
+
+def main() -> None:
+    for name, value in build(load_config()).items():
+        pulumi.export(name, value)

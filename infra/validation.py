@@ -1,0 +1,220 @@
+"""The rules a stack configuration must pass before the program creates anything.
+
+Each problem names the config key, its value and the limit it breaks; `validate` returns them
+all so a user fixes everything in one round.
+"""
+
+from __future__ import annotations
+
+from infra import sizing
+from infra.config import (
+    ACCESS_MODES,
+    DNS_SUBDOMAIN,
+    RAY_MODES,
+    ConfigProblem,
+    StackConfig,
+    config_key,
+    gib,
+    is_dns_label,
+    is_pinned_image,
+)
+from service.memory_model import (
+    HOST_PROCESS_OVERHEAD_GIB,
+    TINY,
+    plan_generation,
+    profile_for,
+    staging_peak_gib,
+    worker_host_memory_gib,
+)
+
+# The largest job the API admits (its request limits): 163 frames at 848x848 with guidance.
+MAX_FRAMES = 163
+MAX_HEIGHT = 848
+MAX_WIDTH = 848
+MAX_GUIDANCE = 20.0
+# One GenerationWorker actor, holding one pipeline, per Ray worker pod.
+PIPELINES_PER_WORKER = 1
+
+MEMORY_FIELDS = (
+    "api_memory",
+    "redis_memory",
+    "redis_storage",
+    "output_storage",
+    "ray_head_memory",
+    "ray_head_object_store_memory",
+    "ray_worker_memory",
+    "ray_object_store_memory",
+    "ray_shm_size",
+    "quota_requests_memory",
+    "quota_limits_memory",
+    "quota_storage",
+)
+CPU_FIELDS = ("api_cpu", "redis_cpu", "ray_head_cpu", "ray_worker_cpu", "quota_requests_cpu")
+
+
+def worker_host_footprint_gib(model: str, object_store_gib: float) -> float:
+    """Host RAM of one Ray worker pod: pipelines + object store (/dev/shm) + process overhead.
+
+    The memory model's per-pipeline host figure is Mochi-1's; the tiny model stages its own
+    (negligible) weights instead.
+    """
+    if profile_for(model) is TINY:
+        tiny_weights = staging_peak_gib(
+            TINY.transformer_params + TINY.text_encoder_params + TINY.vae_params
+        )
+        return worker_host_memory_gib(0, object_store_gib) + PIPELINES_PER_WORKER * tiny_weights
+    return worker_host_memory_gib(PIPELINES_PER_WORKER, object_store_gib)
+
+
+def validate(config: StackConfig) -> list[ConfigProblem]:
+    problems: list[ConfigProblem] = []
+
+    def problem(field_name: str, message: str) -> None:
+        problems.append(ConfigProblem(config_key(field_name), getattr(config, field_name), message))
+
+    _check_names(config, problem)
+    parsed = _check_quantities(config, problem)
+    _check_counts(config, problem)
+    _check_gpus(config, problem)
+    if parsed:
+        _check_worker_memory(config, problem)
+        _check_quota(config, problem)
+    return problems
+
+
+def _check_names(config, problem) -> None:
+    if not is_dns_label(config.namespace):
+        problem("namespace", "must be a DNS label: lower-case a-z, 0-9 and '-', at most 63")
+    for field_name in ("api_image", "worker_image", "redis_image"):
+        if not is_pinned_image(getattr(config, field_name)):
+            problem(field_name, "must be pinned to a tag other than `latest` or to a digest")
+    if not is_dns_label(config.bootstrap_account):
+        problem("bootstrap_account", "must be a DNS label (it becomes `account:key`)")
+    if config.ingress_host and not DNS_SUBDOMAIN.match(config.ingress_host):
+        problem("ingress_host", "must be a DNS name such as mochi.example.com, or empty")
+    if config.gpu_node_selector and "=" not in config.gpu_node_selector:
+        problem("gpu_node_selector", "must be `label=value`, or empty")
+    if config.ray_mode not in RAY_MODES:
+        problem("ray_mode", f"must be one of {', '.join(RAY_MODES)}")
+    if config.install_kuberay_operator and config.ray_mode != "kuberay":
+        problem("install_kuberay_operator", "needs mochi:rayMode = kuberay")
+    if config.output_access_mode not in ACCESS_MODES:
+        problem("output_access_mode", f"must be one of {', '.join(ACCESS_MODES)}")
+    if config.prefill_model_cache and (not config.model_cache_enabled or config.model == "tiny"):
+        problem(
+            "prefill_model_cache",
+            "needs mochi:modelCacheStorage set and a model to download (not `tiny`)",
+        )
+
+
+def _check_quantities(config, problem) -> bool:
+    parsed = True
+    for field_name in MEMORY_FIELDS + (
+        ("model_cache_storage",) if config.model_cache_storage else ()
+    ):
+        try:
+            gib(getattr(config, field_name))
+        except ValueError:
+            problem(field_name, "is not a Kubernetes quantity such as 512Mi or 64Gi")
+            parsed = False
+    for field_name in CPU_FIELDS:
+        try:
+            sizing.parse_cpu(getattr(config, field_name))
+        except ValueError:
+            problem(field_name, "is not a CPU quantity such as 500m or 4")
+            parsed = False
+    return parsed
+
+
+def _check_counts(config, problem) -> None:
+    for field_name in ("api_replicas", "ray_worker_replicas", "quota_pods"):
+        if getattr(config, field_name) < 1:
+            problem(field_name, "must be at least 1")
+    for field_name in ("gpus_per_worker", "gpu_memory_gib", "gpus_per_node", "quota_gpus"):
+        if getattr(config, field_name) < 0:
+            problem(field_name, "must not be negative")
+
+
+def _check_gpus(config, problem) -> None:
+    if config.gpus_per_worker > config.gpus_per_node:
+        problem(
+            "gpus_per_worker",
+            f"exceeds the GPUs of one node (mochi:gpusPerNode = {config.gpus_per_node}): "
+            "the worker pod can never be scheduled",
+        )
+    if config.gpus_per_worker == 0:
+        if config.model != "tiny":
+            problem("gpus_per_worker", f"is 0, but model {config.model!r} needs a GPU")
+        return
+    if not config.gpu_node_selector:
+        problem("gpu_node_selector", "must select the GPU nodes when workers request GPUs")
+    plan = plan_generation(
+        profile_for(config.model), MAX_FRAMES, MAX_HEIGHT, MAX_WIDTH, MAX_GUIDANCE,
+        config.gpu_memory_gib,
+    )  # fmt: skip
+    if not plan.fits:
+        problem(
+            "gpu_memory_gib",
+            f"the largest job the API admits ({MAX_FRAMES} frames at {MAX_HEIGHT}x{MAX_WIDTH}) "
+            f"does not fit one GPU: {plan.describe()}",
+        )
+
+
+def _check_worker_memory(config, problem) -> None:
+    limit = gib(config.ray_worker_memory)
+    object_store = gib(config.ray_object_store_memory)
+    shm = gib(config.ray_shm_size)
+    need = worker_host_footprint_gib(config.model, object_store)
+    if need > limit:
+        problem(
+            "ray_worker_memory",
+            f"below the worker's host footprint {need:.1f} GiB (memory model: "
+            f"{PIPELINES_PER_WORKER} pipeline(s) of {config.model} + object store "
+            f"{object_store:.1f} GiB + overhead): the pod would be OOM-killed",
+        )
+    if object_store > shm:
+        problem(
+            "ray_object_store_memory",
+            f"exceeds /dev/shm (mochi:rayShmSize = {config.ray_shm_size}, {shm:.1f} GiB)",
+        )
+    if shm > limit:
+        problem(
+            "ray_shm_size",
+            f"exceeds the worker memory limit (mochi:rayWorkerMemory = {config.ray_worker_memory}, "
+            f"{limit:.1f} GiB): a memory-backed /dev/shm counts against it",
+        )
+    head_need = gib(config.ray_head_object_store_memory) + HOST_PROCESS_OVERHEAD_GIB
+    if head_need > gib(config.ray_head_memory):
+        problem(
+            "ray_head_memory",
+            f"below the head's object store + overhead ({head_need:.1f} GiB)",
+        )
+
+
+def _check_quota(config, problem) -> None:
+    budgets = sizing.pod_budgets(config)
+    cpu = memory = 0.0
+    gpus = pods = 0
+    parts = []
+    for budget in budgets:
+        pod_cpu, pod_memory, pod_gpus = budget.effective()
+        count = budget.count + budget.surge
+        cpu += pod_cpu * count
+        memory += pod_memory * count
+        gpus += pod_gpus * count
+        pods += count
+        parts.append(f"{budget.name} {count}x{pod_memory:g}Gi")
+    detail = f"({', '.join(parts)}, including a rolling update's surge)"
+    if cpu > sizing.parse_cpu(config.quota_requests_cpu):
+        problem("quota_requests_cpu", f"below the pods' CPU requests {cpu:g} {detail}")
+    if memory > gib(config.quota_requests_memory):
+        problem("quota_requests_memory", f"below the pods' memory requests {memory:g} GiB {detail}")
+    if memory > gib(config.quota_limits_memory):
+        problem("quota_limits_memory", f"below the pods' memory limits {memory:g} GiB {detail}")
+    if gpus > config.quota_gpus:
+        problem("quota_gpus", f"below the GPUs the workers request ({gpus})")
+    if pods > config.quota_pods:
+        problem("quota_pods", f"below the number of pods ({pods}) {detail}")
+    storage = sum(gib(quantity) for _, quantity in sizing.storage_requests(config))
+    if storage > gib(config.quota_storage):
+        problem("quota_storage", f"below the volumes' requests {storage:g} GiB")
