@@ -270,6 +270,11 @@ def current_account(request: Request, authorization: Annotated[str | None, Heade
 Account = Annotated[str, Depends(current_account)]
 
 
+def app_from_env() -> FastAPI:
+    """For `uvicorn --factory service.api:app_from_env`."""
+    return create_app(Settings.from_env())
+
+
 def _auth_headers() -> dict[str, str]:
     return {"WWW-Authenticate": "Bearer"}
 

@@ -53,7 +53,8 @@ def cmd_api(args) -> int:
 
     from service.api import create_app
 
-    uvicorn.run(create_app(_settings()), host=args.host, port=args.port, log_level="info")
+    app = create_app(_settings())
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False)
     return EXIT_OK
 
 

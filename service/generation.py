@@ -64,6 +64,7 @@ class GenerationEngine:
     device_memory_gib: float
     load_seconds: float
     compiled: bool = False
+    loads: int = 1
     _offloaded: bool | None = field(default=None, repr=False)
 
     @classmethod

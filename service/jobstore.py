@@ -72,7 +72,7 @@ while true do
     local t = now()
     local attempt = redis.call('HINCRBY', key, 'attempts', 1)
     redis.call('HSET', key, 'status', 'starting', 'worker', ARGV[1], 'heartbeat_at', t,
-      'lease_expires', t + tonumber(ARGV[2]), 'step', 0)
+      'claimed_at', t, 'lease_expires', t + tonumber(ARGV[2]), 'step', 0)
     if not redis.call('HGET', key, 'started_at') then redis.call('HSET', key, 'started_at', t) end
     redis.call('ZADD', KEYS[2], t + tonumber(ARGV[2]), id)
     redis.call('HINCRBY', KEYS[3], redis.call('HGET', key, 'account'), -1)
@@ -353,7 +353,14 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-_FLOAT_FIELDS = ("created_at", "started_at", "finished_at", "heartbeat_at", "lease_expires")
+_FLOAT_FIELDS = (
+    "created_at",
+    "started_at",
+    "claimed_at",
+    "finished_at",
+    "heartbeat_at",
+    "lease_expires",
+)
 _INT_FIELDS = ("attempts", "max_attempts", "step", "total_steps", "cancel_requested")
 
 

@@ -70,6 +70,7 @@ class GenerationWorker:
             "device": self.engine.device,
             "device_memory_gib": round(self.engine.device_memory_gib, 2),
             "load_seconds": round(self.engine.load_seconds, 3),
+            "loads": self.engine.loads,
             "compiled": self.engine.compiled,
             "jobs_done": self.jobs_done,
         }

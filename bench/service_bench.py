@@ -1,0 +1,201 @@
+"""Service figures of issue 2, measured side by side in one run on this machine.
+
+1. POST /v1/jobs throughput and latency of the real API (auth, validation, admission, Redis with
+   AOF fsync always) against a bare FastAPI endpoint, same server settings and load; then every
+   accepted job is looked up in Redis.
+2. On the local stack with one tiny-model actor and a backlog: model loads per worker, and the
+   gap from one job's end to the next job's claim on the same actor.
+
+Run: .venv/bin/python bench/service_bench.py [--requests 4000] [--concurrency 32] [--jobs 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import redis
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from service import auth  # noqa: E402
+from service.config import Settings  # noqa: E402
+from service.jobstore import job_key, wait_until  # noqa: E402
+from service.local_stack import LocalStack  # noqa: E402
+from service.processes import RedisServer, free_port, stop_process_group  # noqa: E402
+
+BODY = {"prompt": "benchmark", "num_frames": 7, "height": 64, "width": 64}
+TINY_JOB = {**BODY, "num_inference_steps": 2}
+
+
+def start_server(app_args: list[str], port: int, env: dict[str, str]) -> subprocess.Popen:
+    command = [sys.executable, "-m", "uvicorn", *app_args, "--port", str(port)]
+    command += ["--host", "127.0.0.1", "--log-level", "warning", "--no-access-log"]
+    process = subprocess.Popen(command, env={**os.environ, **env}, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/openapi.json"
+    if not wait_until(lambda: _answers(url), timeout=30, interval=0.1):
+        raise RuntimeError(f"server {app_args} did not start")
+    return process
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+async def load(url: str, headers: dict, requests: int, concurrency: int) -> dict:
+    latencies: list[float] = []
+    accepted: list[str] = []
+    statuses: dict[int, int] = {}
+    remaining = iter(range(requests))
+
+    async def client_loop(client: httpx.AsyncClient):
+        for _ in remaining:
+            started = time.perf_counter()
+            response = await client.post(url, json=BODY, headers=headers)
+            latencies.append(time.perf_counter() - started)
+            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+            if response.status_code == 202:
+                accepted.append(response.json()["id"])
+
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+        started = time.perf_counter()
+        await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "requests_per_second": requests / elapsed,
+        "p50_ms": 1000 * latencies[len(latencies) // 2],
+        "p99_ms": 1000 * latencies[int(len(latencies) * 0.99) - 1],
+        "statuses": statuses,
+        "accepted_ids": accepted,
+    }
+
+
+def bench_submission(requests: int, concurrency: int) -> dict:
+    with tempfile.TemporaryDirectory() as scratch:
+        server = RedisServer(Path(scratch) / "redis", free_port()).start()
+        client = redis.Redis.from_url(server.url)
+        key = auth.add_key(client, "bench")
+        env = {
+            "MOCHI_REDIS_URL": server.url,
+            "MOCHI_OUTPUT_DIR": scratch,
+            "MOCHI_RATE_LIMIT_PER_MINUTE": str(10 * requests),
+            "MOCHI_MAX_QUEUED_PER_ACCOUNT": str(10 * requests),
+            "PYTHONPATH": str(REPO),
+        }
+        results = {}
+        servers = {
+            "bare FastAPI": (["--app-dir", str(REPO / "bench"), "bare_app:app"], {}),
+            "mochi API": (["--factory", "service.api:app_from_env"], env),
+        }
+        try:
+            for name, (args, server_env) in servers.items():
+                port = free_port()
+                process = start_server(args, port, server_env)
+                try:
+                    url = f"http://127.0.0.1:{port}/v1/jobs"
+                    headers = {"Authorization": f"Bearer {key}"}
+                    asyncio.run(load(url, headers, min(200, requests), concurrency))  # warm-up
+                    results[name] = asyncio.run(load(url, headers, requests, concurrency))
+                finally:
+                    stop_process_group(process)
+            accepted = results["mochi API"]["accepted_ids"]
+            pipe = client.pipeline(transaction=False)
+            for job_id in accepted:
+                pipe.exists(job_key(job_id))
+            present = sum(pipe.execute())
+        finally:
+            server.stop()
+    for result in results.values():
+        result["accepted"] = len(result.pop("accepted_ids"))
+    ratio = (
+        results["mochi API"]["requests_per_second"] / results["bare FastAPI"]["requests_per_second"]
+    )
+    return {"servers": results, "ratio": ratio, "accepted_present_in_redis": present}
+
+
+def bench_job_gaps(jobs: int) -> dict:
+    with tempfile.TemporaryDirectory() as scratch:
+        stack = LocalStack(
+            base_dir=Path(scratch), api_port=free_port(), settings=Settings(workers=1)
+        )
+        stack.start(progress=lambda line: None)
+        try:
+            store = stack.store()
+            ids = [store.create("bench", TINY_JOB)[0] for _ in range(jobs)]
+            wait_until(lambda: all(store.get(i)["status"] == "succeeded" for i in ids), 300, 0.2)
+            records = sorted((store.get(i) for i in ids), key=lambda job: job["claimed_at"])
+            workers = store.live_workers(60)
+        finally:
+            stack.stop()
+    gaps = [
+        1000 * (after["claimed_at"] - before["finished_at"])
+        for before, after in zip(records, records[1:], strict=False)
+        if before["worker"] == after["worker"]
+    ]
+    info = next(iter(workers.values()))
+    durations = [job["finished_at"] - job["claimed_at"] for job in records]
+    return {
+        "jobs": jobs,
+        "succeeded": sum(job["status"] == "succeeded" for job in records),
+        "model_loads": info["loads"],
+        "load_seconds_at_worker_start": info["load_seconds"],
+        "first_job_seconds": durations[0],
+        "median_later_job_seconds": statistics.median(durations[1:]),
+        "median_gap_ms": statistics.median(gaps),
+        "p90_gap_ms": sorted(gaps)[int(len(gaps) * 0.9)],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=4000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--jobs", type=int, default=40)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    submission = bench_submission(args.requests, args.concurrency)
+    print(f"POST /v1/jobs, {args.requests} requests, {args.concurrency} concurrent clients")
+    print(f"{'server':<14}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}  statuses")
+    for name, result in submission["servers"].items():
+        print(
+            f"{name:<14}{result['requests_per_second']:>9.0f}{result['p50_ms']:>9.1f}"
+            f"{result['p99_ms']:>9.1f}  {result['statuses']}"
+        )
+    print(f"throughput ratio mochi/bare: {submission['ratio']:.2f} (target >= 0.50)")
+    accepted = submission["servers"]["mochi API"]["accepted"]
+    print(f"accepted jobs present in Redis: {submission['accepted_present_in_redis']}/{accepted}")
+    gaps = bench_job_gaps(args.jobs)
+    print(f"\nlocal stack, 1 tiny-model actor, backlog of {gaps['jobs']} jobs:")
+    print(
+        f"  succeeded {gaps['succeeded']}, pipeline loads {gaps['model_loads']} "
+        f"({gaps['load_seconds_at_worker_start']:.2f} s at worker start)"
+    )
+    print(
+        f"  first job {gaps['first_job_seconds']:.3f} s, "
+        f"median later job {gaps['median_later_job_seconds']:.3f} s"
+    )
+    print(
+        f"  job end -> next claim on the same actor: median {gaps['median_gap_ms']:.1f} ms, "
+        f"p90 {gaps['p90_gap_ms']:.1f} ms (target median <= 50 ms)"
+    )
+    if args.json:
+        args.json.write_text(json.dumps({"submission": submission, "gaps": gaps}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
