@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import time
+import json
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,10 +21,22 @@ from prometheus_client import (
     generate_latest,
 )
 from pydantic import ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service import __version__, auth, memory_model
+from service.body_limit import BodySizeLimit
 from service.config import Settings
-from service.jobstore import JobStore, QueueFull, is_valid_job_id
+from service.jobstore import (
+    SUBMIT_LUA,
+    JobStore,
+    QueueFull,
+    RateLimited,
+    Submission,
+    UnknownKey,
+    connect,
+    connect_async,
+    is_valid_job_id,
+)
 from service.params import GenerationParams
 
 MAX_BODY_BYTES = 64 * 1024
@@ -113,13 +125,7 @@ def admit(settings: Settings, params: GenerationParams) -> None:
 
 
 def create_app(settings: Settings, client: redis.Redis | None = None) -> FastAPI:
-    client = client or redis.Redis.from_url(
-        settings.redis_url,
-        password=settings.redis_password or None,
-        socket_timeout=5,
-        socket_connect_timeout=2,
-        health_check_interval=10,
-    )
+    client = client or connect(settings, socket_timeout=5.0)
     store = JobStore(client, settings.lease_seconds, settings.max_attempts)
     metrics = Metrics(store)
     output_dir = Path(settings.output_dir).resolve()
@@ -130,13 +136,19 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> FastAPI
             with contextlib.suppress(redis.RedisError):
                 # Redis down: /readyz says so, and the keys are added at the next start.
                 auth.add_bootstrap_keys(client, settings.bootstrap_api_keys)
+        # The hot path: async, and authentication, rate limit and enqueue in one round trip.
+        # Its client lives on the server's event loop, so it is made here.
+        async_client = connect_async(settings)
+        app.state.submit_script = async_client.register_script(SUBMIT_LUA)
         yield
+        await async_client.aclose()
 
     app = FastAPI(title="Mochi video generation", version=__version__, lifespan=lifespan)
-    app.state.store, app.state.settings, app.state.redis = store, settings, client
+    app.state.store, app.state.settings = store, settings
+    app.state.authenticator = auth.Authenticator(client)
 
     _install_error_handlers(app, metrics)
-    app.middleware("http")(_limit_body_size)
+    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
 
     def owned_job(job_id: str, account: str) -> dict[str, Any]:
         job = store.get(job_id) if is_valid_job_id(job_id) else None
@@ -144,34 +156,36 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> FastAPI
             raise ApiError(404, f"job {job_id[:64]!r} not found")
         return job
 
-    def submit(account: str, params: GenerationParams, idempotency_key: str | None):
+    def submission(mode: str, who: str, params: GenerationParams, idempotency_key: str | None):
         if idempotency_key is not None:
             _check_idempotency_key(idempotency_key)
         admit(settings, params)
-        try:
-            job_id, created = store.create(
-                account,
-                params.model_dump(),
-                idempotency_key,
-                settings.max_queued_per_account,
-            )
-        except QueueFull:
-            raise ApiError(
-                429,
-                f"account {account} already has {settings.max_queued_per_account} queued jobs",
-                {"Retry-After": "10"},
-            ) from None
+        return Submission(
+            mode,
+            who,
+            params.model_dump(),
+            settings.max_attempts,
+            settings.max_queued_per_account,
+            idempotency_key,
+            settings.rate_limit_per_minute,
+        )
+
+    def accepted(outcome) -> JSONResponse:
+        job, created = outcome
         if created:
             metrics.submitted.inc()
-        return public_job(store.get(job_id))
+        return JSONResponse(public_job(job), status_code=202)
 
     @app.post("/v1/jobs", status_code=202)
-    def create_job(
+    async def create_job(
         params: GenerationParams,
-        account: Account,
+        key: ApiKey,
         idempotency_key: Annotated[str | None, Header()] = None,
-    ) -> dict[str, Any]:
-        return submit(account, params, idempotency_key)
+    ) -> JSONResponse:
+        job = submission("key", auth.digest(key), params, idempotency_key)
+        submit_script = app.state.submit_script
+        with _submission_errors(settings):
+            return accepted(job.outcome(await submit_script(job.keys(), job.args())))
 
     @app.post("/generate", status_code=202)
     def legacy_generate(
@@ -184,7 +198,10 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> FastAPI
                 422, f"account_id {body.account_id!r} is not the account of this API key"
             )
         params = GenerationParams(**body.model_dump(exclude={"account_id"}))
-        job = submit(account, params, idempotency_key)
+        job = submission("account", account, params, idempotency_key)
+        with _submission_errors(settings):
+            response = accepted(store.submit(job))
+        job = json.loads(response.body)
         return {**job, "job_id": job["id"]}
 
     @app.get("/v1/jobs")
@@ -254,17 +271,51 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> FastAPI
     return app
 
 
-def current_account(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
+async def api_key(authorization: Annotated[str | None, Header()] = None) -> str:
+    # async: a sync dependency would cost a thread-pool hop on every request.
     token = auth.bearer_token(authorization)
     if token is None:
         raise ApiError(401, "missing API key: send 'Authorization: Bearer <key>'", _auth_headers())
-    client, settings = request.app.state.redis, request.app.state.settings
-    account = client.hget(auth.API_KEYS, auth.digest(token))
-    if account is None:
+    return token
+
+
+ApiKey = Annotated[str, Depends(api_key)]
+
+
+def current_account(request: Request, token: ApiKey) -> str:
+    found = request.app.state.authenticator.account_of(token)
+    if found is None:
         raise ApiError(401, "unknown API key", _auth_headers())
-    account = account.decode()
-    _rate_limit(client, account, settings.rate_limit_per_minute)
+    account, requests_this_minute, seconds_left = found
+    per_minute = request.app.state.settings.rate_limit_per_minute
+    if requests_this_minute > per_minute:
+        raise _rate_limited(per_minute, seconds_left)
     return account
+
+
+def _rate_limited(per_minute: int, seconds_left: int) -> ApiError:
+    return ApiError(
+        429,
+        f"rate limit of {per_minute} requests per minute exceeded",
+        {"Retry-After": str(seconds_left)},
+    )
+
+
+@contextlib.contextmanager
+def _submission_errors(settings: Settings):
+    """The submit script's refusals as HTTP answers."""
+    try:
+        yield
+    except UnknownKey:
+        raise ApiError(401, "unknown API key", _auth_headers()) from None
+    except RateLimited as limited:
+        raise _rate_limited(settings.rate_limit_per_minute, limited.retry_after_seconds) from None
+    except QueueFull:
+        raise ApiError(
+            429,
+            f"the account already has {settings.max_queued_per_account} queued jobs",
+            {"Retry-After": "10"},
+        ) from None
 
 
 Account = Annotated[str, Depends(current_account)]
@@ -277,22 +328,6 @@ def app_from_env() -> FastAPI:
 
 def _auth_headers() -> dict[str, str]:
     return {"WWW-Authenticate": "Bearer"}
-
-
-def _rate_limit(client: redis.Redis, account: str, per_minute: int) -> None:
-    window = int(time.time() // 60)
-    key = f"mochi:rate:{account}:{window}"
-    pipe = client.pipeline(transaction=False)
-    pipe.incr(key)
-    pipe.expire(key, 120)
-    count = pipe.execute()[0]
-    if count > per_minute:
-        retry_after = str(60 - int(time.time()) % 60)
-        raise ApiError(
-            429,
-            f"rate limit of {per_minute} requests per minute exceeded",
-            {"Retry-After": retry_after},
-        )
 
 
 def _check_idempotency_key(key: str) -> None:
@@ -310,20 +345,6 @@ def _redis_address(settings: Settings) -> str:
 
 def _not_ready(reason: str) -> JSONResponse:
     return JSONResponse({"ready": False, "reason": reason}, status_code=503)
-
-
-async def _limit_body_size(request: Request, call_next):
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
-        return _error_response(413, f"request body over {MAX_BODY_BYTES} bytes")
-    if declared is None and request.method in ("POST", "PUT", "PATCH"):
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_BODY_BYTES:
-                return _error_response(413, f"request body over {MAX_BODY_BYTES} bytes")
-        request._body = body
-    return await call_next(request)
 
 
 def _error_response(status: int, message: str, headers=None, **extra) -> JSONResponse:
@@ -352,6 +373,11 @@ def _install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
     async def _api_error(request: Request, error: ApiError) -> JSONResponse:
         metrics.rejected.labels(str(error.status)).inc()
         return _error_response(error.status, error.message, error.headers, **error.extra)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        metrics.rejected.labels(str(error.status_code)).inc()
+        return _error_response(error.status_code, str(error.detail), error.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:

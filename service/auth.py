@@ -13,8 +13,44 @@ ACCOUNT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 KEY_PREFIX = "mk_"
 
 
+# A key's account and its request count in this minute's window, in the same script.
+AUTHENTICATE_LUA = """
+local function authenticate(keys_hash, digest, rate_prefix)
+  local account = redis.call('HGET', keys_hash, digest)
+  if not account then return nil end
+  local seconds = tonumber(redis.call('TIME')[1])
+  local key = rate_prefix .. account .. ':' .. math.floor(seconds / 60)
+  local count = redis.call('INCR', key)
+  if count == 1 then redis.call('EXPIRE', key, 120) end
+  return account, count, 60 - seconds % 60
+end
+"""
+RATE_PREFIX = "mochi:rate:"
+_AUTHENTICATE = (
+    AUTHENTICATE_LUA
+    + """
+local account, count, seconds_left = authenticate(KEYS[1], ARGV[1], ARGV[2])
+if not account then return nil end
+return {account, count, seconds_left}
+"""
+)
+
+
 class AuthError(ValueError):
     pass
+
+
+class Authenticator:
+    def __init__(self, client: redis.Redis):
+        self._authenticate = client.register_script(_AUTHENTICATE)
+
+    def account_of(self, key: str) -> tuple[str, int, int] | None:
+        """(account, requests this minute, seconds left in the minute), or None if unknown."""
+        found = self._authenticate(keys=[API_KEYS], args=[digest(key), RATE_PREFIX])
+        if found is None:
+            return None
+        account, count, seconds_left = found
+        return account.decode(), int(count), int(seconds_left)
 
 
 def digest(key: str) -> str:

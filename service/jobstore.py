@@ -9,12 +9,14 @@ The reaper returns expired jobs to the queue, or fails them after their last att
 from __future__ import annotations
 
 import json
+import secrets
 import time
-import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
+
+from service.auth import API_KEYS, AUTHENTICATE_LUA
 
 PREFIX = "mochi"
 QUEUE = f"{PREFIX}:queue"
@@ -35,28 +37,45 @@ local function now()
 end
 """
 
-# KEYS: job, queue, account-jobs, queued-per-account, idempotency (or ""), wake
-# ARGV: id, account, params json, max attempts, total steps, max queued, idempotency ttl
-_CREATE = (
+# Authenticate (by account name, or by API key digest with the per-minute rate limit) and
+# enqueue, in one round trip: the API's hot path. Keys derived from the account are built here,
+# which a single Redis (not Redis Cluster) allows.
+# KEYS: api-keys, queue, queued-per-account, wake
+# ARGV: 'account' | 'key', account or key digest, rate per minute, prefix, id, params json,
+#   max attempts, total steps, max queued, idempotency key (or ''), idempotency ttl
+SUBMIT_LUA = (
     _NOW
+    + AUTHENTICATE_LUA
     + """
-if KEYS[5] ~= '' then
-  local existing = redis.call('GET', KEYS[5])
-  if existing then return {existing, 0} end
+local account = ARGV[2]
+if ARGV[1] == 'key' then
+  local found, count, seconds_left = authenticate(KEYS[1], ARGV[2], ARGV[4] .. ':rate:')
+  if not found then return {-2} end
+  if count > tonumber(ARGV[3]) then return {-3, seconds_left} end
+  account = found
 end
-local queued = tonumber(redis.call('HGET', KEYS[4], ARGV[2]) or '0')
-if queued >= tonumber(ARGV[6]) then return {'', -1} end
-local t = now()
-redis.call('HSET', KEYS[1], 'id', ARGV[1], 'account', ARGV[2], 'status', 'queued',
-  'params', ARGV[3], 'attempts', 0, 'max_attempts', ARGV[4], 'step', 0, 'total_steps', ARGV[5],
-  'created_at', t, 'cancel_requested', 0)
-redis.call('RPUSH', KEYS[2], ARGV[1])
-redis.call('ZADD', KEYS[3], t, ARGV[1])
-redis.call('HINCRBY', KEYS[4], ARGV[2], 1)
-if KEYS[5] ~= '' then redis.call('SET', KEYS[5], ARGV[1], 'EX', ARGV[7]) end
-redis.call('LPUSH', KEYS[6], 1)
-redis.call('LTRIM', KEYS[6], 0, 63)
-return {ARGV[1], 1}
+local prefix = ARGV[4]
+local idem = ''
+if ARGV[10] ~= '' then
+  idem = prefix .. ':idempotency:' .. account .. ':' .. ARGV[10]
+  local existing = redis.call('GET', idem)
+  if existing then return {0, redis.call('HGETALL', prefix .. ':job:' .. existing)} end
+end
+local queued = tonumber(redis.call('HGET', KEYS[3], account) or '0')
+if queued >= tonumber(ARGV[9]) then return {-1} end
+local id = ARGV[5]
+local job = prefix .. ':job:' .. id
+local t = string.format('%.6f', now())
+redis.call('HSET', job, 'id', id, 'account', account, 'status', 'queued', 'params', ARGV[6],
+  'attempts', 0, 'max_attempts', ARGV[7], 'step', 0, 'total_steps', ARGV[8], 'created_at', t,
+  'cancel_requested', 0)
+redis.call('RPUSH', KEYS[2], id)
+redis.call('ZADD', prefix .. ':account:' .. account .. ':jobs', t, id)
+redis.call('HINCRBY', KEYS[3], account, 1)
+if idem ~= '' then redis.call('SET', idem, id, 'EX', ARGV[11]) end
+redis.call('LPUSH', KEYS[4], 1)
+redis.call('LTRIM', KEYS[4], 0, 63)
+return {1, t, account}
 """
 )
 
@@ -187,11 +206,110 @@ class QueueFull(Exception):
     """The account already has its maximum number of queued jobs."""
 
 
+class UnknownKey(Exception):
+    """No account has this API key."""
+
+
+class RateLimited(Exception):
+    def __init__(self, retry_after_seconds: int):
+        super().__init__(retry_after_seconds)
+        self.retry_after_seconds = retry_after_seconds
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One call of the submit script, shared by the sync store and the async API path."""
+
+    mode: str  # 'account' or 'key'
+    who: str  # account name, or API key digest
+    params: dict[str, Any]
+    max_attempts: int
+    max_queued: int
+    idempotency: str | None = None
+    rate_per_minute: int = 0
+
+    def keys(self) -> list[str]:
+        return [API_KEYS, QUEUE, QUEUED_PER_ACCOUNT, WAKE]
+
+    job_id: str = field(default_factory=lambda: new_job_id())
+
+    def args(self) -> list[Any]:
+        return [
+            self.mode,
+            self.who,
+            self.rate_per_minute,
+            PREFIX,
+            self.job_id,
+            json.dumps(self.params, sort_keys=True),
+            self.max_attempts,
+            self.params.get("num_inference_steps", 0),
+            self.max_queued,
+            self.idempotency or "",
+            IDEMPOTENCY_TTL_SECONDS,
+        ]
+
+    def outcome(self, result: list) -> tuple[dict[str, Any], bool]:
+        """(job, created), or the exception the script's answer means."""
+        code = int(result[0])
+        if code == -1:
+            raise QueueFull()
+        if code == -2:
+            raise UnknownKey()
+        if code == -3:
+            raise RateLimited(int(result[1]))
+        if code == 0:  # an earlier job with the same idempotency key
+            flat = result[1]
+            return _decode_job(dict(zip(flat[::2], flat[1::2], strict=True))), False
+        return self._new_job(float(result[1]), _text(result[2])), True
+
+    def _new_job(self, created_at: float, account: str) -> dict[str, Any]:
+        """The record the script just wrote, without reading it back (the hot path)."""
+        return {
+            "id": self.job_id,
+            "account": account,
+            "status": "queued",
+            "params": self.params,
+            "attempts": 0,
+            "max_attempts": self.max_attempts,
+            "step": 0,
+            "total_steps": self.params.get("num_inference_steps", 0),
+            "created_at": created_at,
+            "started_at": None,
+            "finished_at": None,
+            "metrics": {},
+        }
+
+
 @dataclass(frozen=True)
 class Claim:
     job_id: str
     attempt: int
     params: dict[str, Any]
+
+
+def connect(settings, socket_timeout: float = 10.0) -> redis.Redis:
+    """A client for the settings' Redis; the password comes from its own secret setting."""
+    return redis.Redis.from_url(
+        settings.redis_url,
+        password=settings.redis_password or None,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=min(5.0, socket_timeout),
+        health_check_interval=10,
+        retry_on_timeout=True,
+    )
+
+
+def connect_async(settings, socket_timeout: float = 5.0):
+    """The asyncio twin of connect(), for the API's hot path."""
+    import redis.asyncio
+
+    return redis.asyncio.Redis.from_url(
+        settings.redis_url,
+        password=settings.redis_password or None,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=min(5.0, socket_timeout),
+        health_check_interval=10,
+    )
 
 
 def job_key(job_id: str) -> str:
@@ -202,12 +320,8 @@ def account_jobs_key(account: str) -> str:
     return f"{PREFIX}:account:{account}:jobs"
 
 
-def idempotency_key(account: str, key: str) -> str:
-    return f"{PREFIX}:idempotency:{account}:{key}"
-
-
 def new_job_id() -> str:
-    return uuid.uuid4().hex
+    return secrets.token_hex(JOB_ID_LENGTH // 2)
 
 
 def is_valid_job_id(job_id: str) -> bool:
@@ -220,7 +334,7 @@ class JobStore:
         self.redis = client
         self.lease_seconds = lease_seconds
         self.max_attempts = max_attempts
-        self._create = client.register_script(_CREATE)
+        self._submit = client.register_script(SUBMIT_LUA)
         self._claim = client.register_script(_CLAIM)
         self._heartbeat = client.register_script(_HEARTBEAT)
         self._finish = client.register_script(_FINISH)
@@ -235,25 +349,17 @@ class JobStore:
         params: dict[str, Any],
         idempotency: str | None = None,
         max_queued: int = 1000,
-    ) -> tuple[str, bool]:
-        """Enqueue a job; returns (job id, created). A repeated idempotency key returns the
+    ) -> tuple[dict[str, Any], bool]:
+        """Enqueue a job; returns (job, created). A repeated idempotency key returns the
         first job and created=False."""
-        job_id = new_job_id()
-        idem = idempotency_key(account, idempotency) if idempotency else ""
-        keys = [job_key(job_id), QUEUE, account_jobs_key(account), QUEUED_PER_ACCOUNT, idem, WAKE]
-        args = [
-            job_id,
-            account,
-            json.dumps(params, sort_keys=True),
-            self.max_attempts,
-            params.get("num_inference_steps", 0),
-            max_queued,
-            IDEMPOTENCY_TTL_SECONDS,
-        ]
-        returned_id, created = self._create(keys=keys, args=args)
-        if int(created) < 0:
-            raise QueueFull(account)
-        return _text(returned_id), int(created) == 1
+        submission = Submission(
+            "account", account, params, self.max_attempts, max_queued, idempotency
+        )
+        return self.submit(submission)
+
+    def submit(self, submission: Submission) -> tuple[dict[str, Any], bool]:
+        result = self._submit(keys=submission.keys(), args=submission.args())
+        return submission.outcome(result)
 
     def get(self, job_id: str) -> dict[str, Any] | None:
         raw = self.redis.hgetall(job_key(job_id))

@@ -13,8 +13,8 @@ import time
 import ray
 
 from service.config import Settings
-from service.jobstore import JobStore
-from service.worker import GenerationWorker, redis_client
+from service.jobstore import JobStore, connect
+from service.worker import GenerationWorker
 
 log = logging.getLogger(__name__)
 POOL_HEARTBEAT = "mochi:pool-heartbeat"
@@ -39,7 +39,7 @@ def start_actors(settings: Settings) -> list:
 
 def run_pool(settings: Settings, stop_after_seconds: float | None = None) -> None:
     ray.init(address="auto", namespace=RAY_NAMESPACE, log_to_driver=True)
-    store = JobStore(redis_client(settings), settings.lease_seconds, settings.max_attempts)
+    store = JobStore(connect(settings), settings.lease_seconds, settings.max_attempts)
     actors = start_actors(settings)
     serving = {actor.serve.remote(): actor for actor in actors}
     started = time.monotonic()

@@ -70,7 +70,7 @@ class RedisServer:
             "--appendonly",
             "yes",
             "--appendfsync",
-            "always",
+            "everysec",
             "--save",
             "",
             "--maxmemory-policy",

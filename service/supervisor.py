@@ -15,8 +15,7 @@ import httpx
 import redis
 
 from service.config import Settings
-from service.jobstore import JobStore
-from service.worker import redis_client
+from service.jobstore import JobStore, connect
 
 log = logging.getLogger(__name__)
 POOL_ENTRYPOINT = "python -m service.cli pool"
@@ -57,7 +56,7 @@ class Supervisor:
     def __init__(self, settings: Settings, entrypoint: str = POOL_ENTRYPOINT):
         self.settings = settings
         self.entrypoint = entrypoint
-        self.store = JobStore(redis_client(settings), settings.lease_seconds, settings.max_attempts)
+        self.store = JobStore(connect(settings), settings.lease_seconds, settings.max_attempts)
         self.jobs = RayJobs(settings.ray_dashboard_url)
         self.restarts = 0
         self._stopping = threading.Event()

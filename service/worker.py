@@ -19,7 +19,7 @@ import redis
 
 from service.config import Settings
 from service.generation import GenerationEngine, JobStopped
-from service.jobstore import Claim, JobStore
+from service.jobstore import Claim, JobStore, connect
 from service.params import GenerationParams
 from service.video import write_mp4_atomically
 
@@ -27,22 +27,11 @@ log = logging.getLogger(__name__)
 IDLE_WAIT_SECONDS = 1.0
 
 
-def redis_client(settings: Settings) -> redis.Redis:
-    return redis.Redis.from_url(
-        settings.redis_url,
-        password=settings.redis_password or None,
-        socket_timeout=10,
-        socket_connect_timeout=5,
-        health_check_interval=10,
-        retry_on_timeout=True,
-    )
-
-
 class GenerationWorker:
     def __init__(self, settings: Settings, index: int = 0):
         self.settings = settings
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{index}"
-        self.store = JobStore(redis_client(settings), settings.lease_seconds, settings.max_attempts)
+        self.store = JobStore(connect(settings), settings.lease_seconds, settings.max_attempts)
         self.output_dir = Path(settings.output_dir)
         import torch
 

@@ -26,13 +26,13 @@ def settings(redis_server, tmp_path):
 @pytest.fixture
 def api(settings, redis_client):
     """A TestClient over the real app and Redis, with two accounts' keys."""
-    client = TestClient(create_app(settings))
-    client.keys = {
-        "alice": auth.add_key(redis_client, "alice"),
-        "bob": auth.add_key(redis_client, "bob"),
-    }
-    client.as_user = lambda name: {"Authorization": f"Bearer {client.keys[name]}"}
-    return client
+    with TestClient(create_app(settings)) as client:
+        client.keys = {
+            "alice": auth.add_key(redis_client, "alice"),
+            "bob": auth.add_key(redis_client, "bob"),
+        }
+        client.as_user = lambda name: {"Authorization": f"Bearer {client.keys[name]}"}
+        yield client
 
 
 @pytest.fixture(scope="session")

@@ -89,9 +89,10 @@ def test_every_job_endpoint_needs_a_key(api):
         ("get", f"/v1/jobs/{job_id}/video"),
         ("post", "/generate"),
     ]:
-        assert getattr(api, method)(path).status_code == 401
+        body = VALID if method == "post" else None
+        assert api.request(method, path, json=body).status_code == 401
         wrong = {"Authorization": "Bearer mk_not-a-key"}
-        assert getattr(api, method)(path, headers=wrong).status_code == 401
+        assert api.request(method, path, json=body, headers=wrong).status_code == 401
 
 
 def test_another_accounts_job_is_404_everywhere(api):
@@ -155,14 +156,14 @@ def test_job_no_worker_can_run_is_refused_with_the_estimate(settings, redis_clie
     from service import auth
 
     on_24gib_gpus = replace(settings, model="genmo/mochi-1-preview", worker_gpu_memory_gib=24.0)
-    client = TestClient(create_app(on_24gib_gpus))
     headers = {"Authorization": f"Bearer {auth.add_key(redis_client, 'carol')}"}
     big = {"prompt": "x", "num_frames": 163, "height": 848, "width": 848}
-    response = client.post("/v1/jobs", json=big, headers=headers)
-    assert response.status_code == 422
-    assert response.json()["estimate_gib"] > 24 and "does not fit" in response.json()["error"]
     small = {"prompt": "x", "num_frames": 31, "height": 480, "width": 848}
-    assert client.post("/v1/jobs", json=small, headers=headers).status_code == 202
+    with TestClient(create_app(on_24gib_gpus)) as client:
+        response = client.post("/v1/jobs", json=big, headers=headers)
+        assert response.status_code == 422
+        assert response.json()["estimate_gib"] > 24 and "does not fit" in response.json()["error"]
+        assert client.post("/v1/jobs", json=small, headers=headers).status_code == 202
 
 
 def test_readyz_is_503_with_the_reason_until_a_worker_is_alive(api, redis_client):
@@ -187,3 +188,17 @@ def test_metrics_are_prometheus_text(api):
     submit(api)
     body = api.get("/metrics").text
     assert "mochi_jobs_submitted_total 1.0" in body and "mochi_queue_length 1.0" in body
+
+
+def test_chunked_body_over_64kb_is_413(api):
+    def chunks():
+        for _ in range(20):
+            yield b"x" * 8192
+
+    response = api.post("/v1/jobs", content=chunks(), headers=api.as_user("alice"))
+    assert response.status_code == 413
+
+
+def test_unknown_route_is_a_json_404(api):
+    response = api.get("/nowhere")
+    assert response.status_code == 404 and response.json()["error"]

@@ -15,7 +15,7 @@ def store_on(server, **kwargs) -> JobStore:
 
 def test_racing_claimers_take_each_job_exactly_once(redis_server):
     store = store_on(redis_server)
-    created = {store.create("acct", {"prompt": str(i)})[0] for i in range(300)}
+    created = {store.create("acct", {"prompt": str(i)})[0]["id"] for i in range(300)}
     claimed: list[str] = []
     lock = threading.Lock()
 
@@ -35,7 +35,7 @@ def test_racing_claimers_take_each_job_exactly_once(redis_server):
 
 def test_lost_lease_is_requeued_then_failed_after_the_last_attempt(redis_server):
     store = store_on(redis_server, lease_seconds=0.2, max_attempts=2)
-    job_id, _ = store.create("acct", {"prompt": "x"})
+    job_id = store.create("acct", {"prompt": "x"})[0]["id"]
     first = store.claim("w1")
     time.sleep(0.3)
     assert store.reap_expired() == [(job_id, "requeued")]
@@ -52,7 +52,7 @@ def test_lost_lease_is_requeued_then_failed_after_the_last_attempt(redis_server)
 
 def test_late_result_of_a_fenced_worker_is_refused(redis_server):
     store = store_on(redis_server, lease_seconds=0.2)
-    job_id, _ = store.create("acct", {"prompt": "x"})
+    job_id = store.create("acct", {"prompt": "x"})[0]["id"]
     frozen = store.claim("frozen")
     time.sleep(0.3)
     store.reap_expired()
@@ -64,7 +64,7 @@ def test_late_result_of_a_fenced_worker_is_refused(redis_server):
 
 def test_cancel_of_a_running_job_reaches_its_worker(redis_server):
     store = store_on(redis_server)
-    job_id, _ = store.create("acct", {"prompt": "x"})
+    job_id = store.create("acct", {"prompt": "x"})[0]["id"]
     claim = store.claim("w")
     assert store.heartbeat(claim, "w", step=1) == "ok"
     assert store.cancel(job_id, "acct") == "canceling"
@@ -85,7 +85,7 @@ def test_queued_cap_per_account(redis_server):
 
 def test_redis_killed_and_restarted_with_aof_loses_no_queued_job(redis_server):
     store = store_on(redis_server)
-    created = [store.create("acct", {"prompt": str(i)})[0] for i in range(200)]
+    created = [store.create("acct", {"prompt": str(i)})[0]["id"] for i in range(200)]
     redis_server.kill()
     redis_server.start()
     after = store_on(redis_server)

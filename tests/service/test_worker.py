@@ -21,7 +21,7 @@ def worker(settings):
 
 
 def test_job_succeeds_with_an_mp4_of_the_asked_frames(worker):
-    job_id, _ = worker.store.create("acct", JOB)
+    job_id = worker.store.create("acct", JOB)[0]["id"]
     assert worker.serve(max_jobs=1) == 1
     job = worker.store.get(job_id)
     assert job["status"] == "succeeded" and job["attempts"] == 1
@@ -39,7 +39,7 @@ def test_second_job_spends_no_time_loading(worker):
 
 
 def test_running_job_is_canceled_at_its_next_step(worker):
-    job_id, _ = worker.store.create("acct", {**JOB, "num_inference_steps": 200})
+    job_id = worker.store.create("acct", {**JOB, "num_inference_steps": 200})[0]["id"]
     observer = JobStore(worker.store.redis)
     thread = threading.Thread(target=worker.serve, kwargs={"max_jobs": 1})
     thread.start()
@@ -56,12 +56,12 @@ def test_unwritable_output_fails_the_job_with_a_clear_reason(settings):
     blocked.write_text("a file where the output directory should be")
     worker = GenerationWorker(replace(settings, output_dir=str(blocked)))
     try:
-        failing, _ = worker.store.create("acct", JOB)
+        failing = worker.store.create("acct", JOB)[0]["id"]
         worker.serve(max_jobs=1)
         job = worker.store.get(failing)
         assert job["status"] == "failed" and str(blocked) in job["error"]
         worker.output_dir = Path(settings.output_dir)
-        next_job, _ = worker.store.create("acct", JOB)
+        next_job = worker.store.create("acct", JOB)[0]["id"]
         worker.serve(max_jobs=1)
         assert worker.store.get(next_job)["status"] == "succeeded"
     finally:
