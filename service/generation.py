@@ -74,17 +74,34 @@ class GenerationEngine:
         cache_dir: str = "",
         host_memory_gib: float = 8.0,
         compile_transformer: bool = False,
+        gpu_memory_gib: float = 0.0,
     ) -> GenerationEngine:
+        """Load once per worker. gpu_memory_gib overrides the card's size (0: ask the card)."""
         started = time.perf_counter()
         device = default_device()
         pipeline = load_pipeline(model, cache_dir, device)
-        pipeline.set_progress_bar_config(disable=True)
-        engine = cls(pipeline, model, device, device_memory_gib(device, host_memory_gib), 0.0)
-        if compile_transformer:
-            pipeline.transformer = torch.compile(pipeline.transformer)
-            engine.compiled = True
+        memory = gpu_memory_gib or device_memory_gib(device, host_memory_gib)
+        engine = cls.from_pipeline(pipeline, model, device, memory, compile_transformer)
         engine.load_seconds = time.perf_counter() - started
         return engine
+
+    @classmethod
+    def from_pipeline(
+        cls, pipeline, model: str, device: str, memory_gib: float, compile_transformer: bool
+    ) -> GenerationEngine:
+        pipeline.set_progress_bar_config(disable=True)
+        engine = cls(pipeline, model, device, memory_gib, 0.0)
+        if compile_transformer:
+            # Compiled once per worker; warm_up() pays the compile before the first job.
+            pipeline.transformer = torch.compile(pipeline.transformer)
+            engine.compiled = True
+        return engine
+
+    def warm_up(self, params: GenerationParams) -> float:
+        """Run one step at a job's shape so compilation happens before any job; seconds."""
+        started = time.perf_counter()
+        self.generate(params.model_copy(update={"num_inference_steps": 1}))
+        return time.perf_counter() - started
 
     @property
     def profile(self) -> memory_model.ModelProfile:

@@ -41,7 +41,10 @@ class GenerationWorker:
             settings.model_cache_dir,
             settings.worker_host_memory_gib,
             settings.torch_compile,
+            settings.worker_gpu_memory_gib,
         )
+        if self.engine.compiled:
+            self.engine.warm_up(GenerationParams(prompt="warm-up"))
         self.jobs_done = 0
         self._current: Claim | None = None
         self._stop_reason: str | None = None

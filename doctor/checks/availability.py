@@ -1,0 +1,160 @@
+"""Availability: crash loops, image pull failures, unschedulable pods, pending claims,
+workloads short of replicas, containers without probes."""
+
+from __future__ import annotations
+
+from doctor.inventory import Inventory, name_of, namespace_of
+from doctor.registry import Hit, check
+
+
+def _pod(pod: dict) -> str:
+    return f"Pod/{namespace_of(pod)}/{name_of(pod)}"
+
+
+def _waiting(pod: dict, reasons: tuple[str, ...]):
+    status = pod.get("status") or {}
+    for container in (status.get("initContainerStatuses") or []) + (
+        status.get("containerStatuses") or []
+    ):
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in reasons:
+            yield container, waiting
+
+
+@check(
+    "AVAIL001",
+    "error",
+    "availability",
+    "A container is in CrashLoopBackOff",
+    "Read the previous run's log (kubectl logs --previous) and fix the cause it names.",
+)
+def crash_loop(inventory: Inventory):
+    for pod in inventory.of("Pod"):
+        for container, waiting in _waiting(pod, ("CrashLoopBackOff",)):
+            last = (container.get("lastState") or {}).get("terminated") or {}
+            detail = last.get("message") or last.get("reason") or ""
+            yield Hit(
+                _pod(pod),
+                f"container {container.get('name')} keeps crashing "
+                f"(restarts: {container.get('restartCount', 0)}, last exit "
+                f"{last.get('exitCode', '?')} {last.get('reason', '')})",
+                f"{waiting.get('message', 'CrashLoopBackOff')}"
+                + (f"; last: {str(detail).strip().splitlines()[-1][:200]}" if detail else ""),
+            )
+
+
+@check(
+    "AVAIL002",
+    "error",
+    "availability",
+    "An image cannot be pulled",
+    "Fix the image name or tag, or give the pod an imagePullSecret for the registry.",
+)
+def image_pull(inventory: Inventory):
+    for pod in inventory.of("Pod"):
+        for container, waiting in _waiting(
+            pod, ("ImagePullBackOff", "ErrImagePull", "InvalidImageName")
+        ):
+            yield Hit(
+                _pod(pod),
+                f"container {container.get('name')} cannot pull {container.get('image')}",
+                waiting.get("message") or waiting.get("reason"),
+            )
+
+
+@check(
+    "AVAIL003",
+    "error",
+    "availability",
+    "A pod is Pending: no node can schedule it",
+    "Lower the pod's requests, fix its nodeSelector/tolerations, or add nodes with the resource "
+    "it asks for.",
+)
+def unschedulable(inventory: Inventory):
+    for pod in inventory.of("Pod"):
+        status = pod.get("status") or {}
+        if status.get("phase") != "Pending":
+            continue
+        for condition in status.get("conditions") or []:
+            if (
+                condition.get("type") == "PodScheduled"
+                and condition.get("reason") == "Unschedulable"
+            ):
+                yield Hit(
+                    _pod(pod),
+                    "no node can run this pod; the scheduler says why",
+                    condition.get("message", "Unschedulable"),
+                )
+
+
+@check(
+    "AVAIL004",
+    "error",
+    "availability",
+    "A PersistentVolumeClaim is Pending",
+    "Use a StorageClass that exists and supports the access mode (ReadWriteMany for the output "
+    "volume), or create the PersistentVolume it waits for.",
+)
+def claim_pending(inventory: Inventory):
+    for claim in inventory.of("PersistentVolumeClaim"):
+        if (claim.get("status") or {}).get("phase") != "Pending":
+            continue
+        namespace, name = namespace_of(claim), name_of(claim)
+        events = inventory.events_by_object.get(("PersistentVolumeClaim", namespace, name), [])
+        warnings = [e for e in events if e.get("type") == "Warning"] or events
+        evidence = (
+            f"{warnings[-1].get('reason')}: {warnings[-1].get('message', '')}"[:300]
+            if warnings
+            else f"status.phase: Pending, storageClassName: "
+            f"{(claim.get('spec') or {}).get('storageClassName', '(default)')}"
+        )
+        yield Hit(
+            f"PersistentVolumeClaim/{namespace}/{name}",
+            f"claim {name} is not bound: every pod mounting it stays Pending",
+            evidence,
+        )
+
+
+@check(
+    "AVAIL005",
+    "warning",
+    "availability",
+    "A Deployment or StatefulSet has fewer ready replicas than desired",
+    "Look at the workload's pods and events (kubectl describe) for the reason they are not ready.",
+)
+def short_of_replicas(inventory: Inventory):
+    for kind in ("Deployment", "StatefulSet"):
+        for obj in inventory.of(kind):
+            status = obj.get("status")
+            if not status:
+                continue
+            desired = (obj.get("spec") or {}).get("replicas", 1)
+            ready = status.get("readyReplicas", 0)
+            if ready < desired:
+                yield Hit(
+                    f"{kind}/{namespace_of(obj)}/{name_of(obj)}",
+                    f"{ready} of {desired} replicas are ready",
+                    f"spec.replicas: {desired}, status.readyReplicas: {ready}",
+                )
+
+
+@check(
+    "AVAIL006",
+    "warning",
+    "availability",
+    "A long-running container has no readiness or liveness probe",
+    "Add a readinessProbe (and a livenessProbe) so traffic waits for readiness and hung "
+    "processes restart.",
+)
+def missing_probes(inventory: Inventory):
+    for workload in inventory.workloads:
+        if workload.kind not in ("Deployment", "StatefulSet", "DaemonSet"):
+            continue
+        for container in workload.containers:
+            if not (container.get("readinessProbe") or container.get("livenessProbe")):
+                yield Hit(
+                    workload.resource,
+                    f"container {container.get('name')} has no probes: Services send traffic "
+                    "before it is ready and nothing restarts it when it hangs",
+                    f"container {container.get('name')}: no readinessProbe, no livenessProbe",
+                )

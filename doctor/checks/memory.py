@@ -1,0 +1,246 @@
+"""Memory: Ray pods against the memory model's host footprint, the object store against
+/dev/shm, requests equal to limits, the largest job against GPU memory, OOM kills."""
+
+from __future__ import annotations
+
+from doctor.inventory import Inventory, Workload, name_of, namespace_of
+from doctor.raystart import ray_start_flags
+from doctor.registry import Hit, check
+from doctor.resources import GPU, container_value, format_gib
+from service.memory_model import (
+    GIB,
+    MOCHI_1,
+    parse_quantity_gib,
+    plan_generation,
+    profile_for,
+    worker_host_memory_gib,
+)
+
+RAY_DEFAULT_OBJECT_STORE_FRACTION = 0.3
+# The largest job Mochi-1 accepts: 163 frames at its native 480x848, CFG on.
+LARGEST_JOB = {"num_frames": 163, "height": 480, "width": 848, "guidance_scale": 4.5}
+
+
+def _setting(workload: Workload, name: str) -> str | None:
+    for container in workload.containers:
+        value = workload.env(container).get(name)
+        if value is not None and value.value is not None:
+            return value.value
+    return None
+
+
+def object_store_gib(workload: Workload, limit_gib: float | None) -> tuple[float, str] | None:
+    value = ray_start_flags(workload).get("--object-store-memory")
+    if value:
+        return int(float(value)) / GIB, f"--object-store-memory={value}"
+    if limit_gib:
+        default = RAY_DEFAULT_OBJECT_STORE_FRACTION * limit_gib
+        return default, "no --object-store-memory (Ray takes 30% of the limit)"
+    return None
+
+
+def pipelines_per_pod(workload: Workload) -> tuple[int, str]:
+    """How many Mochi pipelines one pod holds: GPUs per pod / MOCHI_GPUS_PER_WORKER."""
+    container = workload.ray_container or {}
+    gpus = container_value(container, "limits", GPU) or 0
+    if workload.ray_role == "head" and not gpus:
+        return 0, "head without GPUs"
+    per_worker = _setting(workload, "MOCHI_GPUS_PER_WORKER")
+    if gpus and per_worker and float(per_worker) > 0:
+        count = max(1, int(gpus // float(per_worker)))
+        return count, f"{gpus:g} GPUs / MOCHI_GPUS_PER_WORKER={per_worker}"
+    return (1, f"{gpus:g} GPUs") if gpus else (1, "CPU worker")
+
+
+@check(
+    "MEM001",
+    "error",
+    "memory",
+    "A Ray pod's memory limit is below the memory model's host footprint",
+    "Raise the pod's memory limit (and request) to the footprint, or lower "
+    "--object-store-memory, or run fewer pipelines per pod.",
+)
+def ray_pod_memory(inventory: Inventory):
+    for workload in inventory.workloads:
+        container = workload.ray_container
+        if container is None:
+            continue
+        limit = container_value(container, "limits", "memory")
+        if limit is None:
+            continue
+        pipelines, why = pipelines_per_pod(workload)
+        store = object_store_gib(workload, limit)
+        if store is None:
+            continue
+        needed = worker_host_memory_gib(pipelines, store[0])
+        if needed <= limit:
+            continue
+        yield Hit(
+            workload.resource,
+            f"{workload.label} needs {format_gib(needed)} of host memory ({pipelines} pipeline(s) "
+            f"[{why}] + object store {format_gib(store[0])} + process overhead) but its limit is "
+            f"{format_gib(limit)}: the kernel OOM-kills it while loading",
+            f"limits.memory: {(container.get('resources') or {}).get('limits', {}).get('memory')}"
+            f"; {store[1]}",
+        )
+
+
+def _shm_volume(workload: Workload, container: dict) -> tuple[dict | None, dict | None]:
+    for mount in container.get("volumeMounts") or []:
+        if mount.get("mountPath", "").rstrip("/") == "/dev/shm":
+            return mount, workload.volume(mount.get("name"))
+    return None, None
+
+
+@check(
+    "MEM002",
+    "warning",
+    "memory",
+    "The Ray object store does not fit a memory-backed /dev/shm",
+    "Mount an emptyDir with medium: Memory at /dev/shm, sizeLimit at least "
+    "--object-store-memory, and count it in the pod's memory limit.",
+)
+def object_store_shm(inventory: Inventory):
+    for workload in inventory.workloads:
+        container = workload.ray_container
+        if container is None or workload.kind == "RayCluster":
+            continue  # KubeRay mounts a memory-backed /dev/shm itself
+        mount, volume = _shm_volume(workload, container)
+        store_flag = ray_start_flags(workload).get("--object-store-memory")
+        if mount is None or volume is None:
+            yield Hit(
+                workload.resource,
+                f"{workload.label} has no memory-backed /dev/shm: the container runtime gives "
+                "64 MiB, so Ray puts the object store on disk (/tmp) and warns it will be slow",
+                f"no volumeMount at /dev/shm; --object-store-memory={store_flag or 'default'}",
+            )
+            continue
+        empty_dir = volume.get("emptyDir")
+        if empty_dir is None or empty_dir.get("medium") != "Memory":
+            yield Hit(
+                workload.resource,
+                f"{workload.label} mounts /dev/shm from a volume that is not memory-backed",
+                f"volume {volume.get('name')}: {volume}",
+            )
+            continue
+        size = empty_dir.get("sizeLimit")
+        if size and store_flag and int(float(store_flag)) / GIB > parse_quantity_gib(size):
+            yield Hit(
+                workload.resource,
+                f"{workload.label}: object store {format_gib(int(float(store_flag)) / GIB)} is "
+                f"larger than /dev/shm ({size}); Ray fails to start or falls back to disk",
+                f"--object-store-memory={store_flag}; emptyDir sizeLimit: {size}",
+                severity="error",
+            )
+
+
+@check(
+    "MEM003",
+    "warning",
+    "memory",
+    "A Ray pod's memory or GPU request differs from its limit",
+    "Set requests equal to limits for memory and nvidia.com/gpu on Ray pods (Guaranteed QoS).",
+)
+def ray_requests_equal_limits(inventory: Inventory):
+    for workload in inventory.workloads:
+        container = workload.ray_container
+        if container is None:
+            continue
+        resources = container.get("resources") or {}
+        for resource in ("memory", GPU):
+            request = (resources.get("requests") or {}).get(resource)
+            limit = (resources.get("limits") or {}).get(resource)
+            if request is None or limit is None:
+                continue
+            if container_value(container, "requests", resource) != container_value(
+                container, "limits", resource
+            ):
+                yield Hit(
+                    workload.resource,
+                    f"{workload.label}: {resource} request {request} is below its limit {limit}; "
+                    "the scheduler packs pods by the request, so under load the node runs out "
+                    "and evicts or OOM-kills the Ray pod first",
+                    f"requests.{resource}: {request}, limits.{resource}: {limit}",
+                )
+
+
+def gpu_memory_gib(inventory: Inventory, workload: Workload) -> tuple[float, str] | None:
+    configured = _setting(workload, "MOCHI_WORKER_GPU_MEMORY_GIB")
+    if configured and float(configured) > 0:
+        return float(configured), f"MOCHI_WORKER_GPU_MEMORY_GIB={configured}"
+    labels = [
+        (node.get("metadata") or {}).get("labels") or {}
+        for node in inventory.of("Node")
+        if "nvidia.com/gpu.memory" in ((node.get("metadata") or {}).get("labels") or {})
+    ]
+    if labels:
+        smallest = min(labels, key=lambda lab: int(lab["nvidia.com/gpu.memory"]))
+        mib = int(smallest["nvidia.com/gpu.memory"])
+        return mib / 1024, f"node label nvidia.com/gpu.memory={mib}"
+    return None
+
+
+@check(
+    "MEM004",
+    "error",
+    "memory",
+    "The largest job the service admits does not fit the workers' GPU memory",
+    "Use GPUs with more memory, or lower the admitted frame count / resolution.",
+)
+def largest_job_gpu(inventory: Inventory):
+    for workload in inventory.workloads:
+        if workload.ray_role != "worker":
+            continue
+        gpu = gpu_memory_gib(inventory, workload)
+        if gpu is None:
+            continue
+        model = _setting(workload, "MOCHI_MODEL")
+        profile = profile_for(model) if model else MOCHI_1
+        plan = plan_generation(profile, gpu_memory_gib=gpu[0], **LARGEST_JOB)
+        if plan.fits:
+            continue
+        yield Hit(
+            workload.resource,
+            f"{workload.label}: a {LARGEST_JOB['num_frames']}-frame "
+            f"{LARGEST_JOB['height']}x{LARGEST_JOB['width']} {profile.name} job: {plan.describe()}",
+            gpu[1],
+        )
+
+
+OOM_MESSAGES = ("Task was killed due to the node running low on memory", "OutOfMemoryError")
+
+
+@check(
+    "MEM005",
+    "error",
+    "memory",
+    "Containers were OOM-killed",
+    "Raise the memory limit to the memory model's footprint (see MEM001) or lower the object "
+    "store.",
+)
+def oom_killed(inventory: Inventory):
+    for pod in inventory.of("Pod"):
+        status = pod.get("status") or {}
+        for container in status.get("containerStatuses") or []:
+            for state_key in ("state", "lastState"):
+                terminated = (container.get(state_key) or {}).get("terminated") or {}
+                if terminated.get("reason") == "OOMKilled":
+                    yield Hit(
+                        f"Pod/{namespace_of(pod)}/{name_of(pod)}",
+                        f"container {container.get('name')} was OOM-killed "
+                        f"(restarts: {container.get('restartCount', 0)})",
+                        f"{state_key}.terminated.reason: OOMKilled, exitCode "
+                        f"{terminated.get('exitCode', 137)}, finishedAt "
+                        f"{terminated.get('finishedAt', '?')}",
+                    )
+                    break
+    for event in inventory.events:
+        message = str(event.get("message") or "")
+        if event.get("reason") == "OOMKilling" or any(m in message for m in OOM_MESSAGES):
+            involved = event.get("involvedObject") or {}
+            yield Hit(
+                f"{involved.get('kind', 'Pod')}/{involved.get('namespace') or namespace_of(event)}"
+                f"/{involved.get('name', '?')}",
+                f"{event.get('reason', 'event')}: a process was killed for memory",
+                message.strip().splitlines()[0][:300] if message.strip() else "OOMKilling",
+            )

@@ -1,0 +1,44 @@
+"""The one Finding type every check produces, and the severity order."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+
+SEVERITIES = ("error", "warning", "info")
+CATEGORIES = (
+    "connectivity",
+    "permissions",
+    "memory",
+    "quota",
+    "security",
+    "jobs",
+    "availability",
+    "configuration",
+)
+
+
+def severity_rank(severity: str) -> int:
+    """0 for error, 1 for warning, 2 for info: lower is worse."""
+    return SEVERITIES.index(severity)
+
+
+@dataclass(frozen=True)
+class Finding:
+    code: str
+    severity: str
+    category: str
+    resource: str
+    message: str
+    evidence: str
+    fix: str
+    runbook: str
+
+    @property
+    def fingerprint(self) -> str:
+        """Stable across runs and machines: what a baseline file records."""
+        text = "\x1f".join((self.code, self.resource, self.evidence))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "fingerprint": self.fingerprint}

@@ -1,0 +1,409 @@
+"""The normalized input every check reads: Kubernetes objects by kind, events, endpoints,
+build files (Dockerfiles, requirements), and live state (Ray, Redis, jobs) when a source has it.
+
+Sources (doctor.sources) fill an Inventory; checks only read it. Workloads are derived views
+over the objects: a Deployment, StatefulSet, DaemonSet, Job, bare Pod, or one group of a KubeRay
+RayCluster, each with its pod spec, replica count and Ray role.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections import defaultdict
+from dataclasses import dataclass, field
+from functools import cached_property
+
+DEFAULT_NAMESPACE = "default"
+IGNORE_ANNOTATION = "doctor.mochi.dev/ignore"
+
+# Ports a KubeRay head Service exposes when the head container declares none.
+KUBERAY_HEAD_PORTS = {"gcs": 6379, "dashboard": 8265, "client": 10001, "metrics": 8080}
+
+
+def namespace_of(obj: dict) -> str:
+    return (obj.get("metadata") or {}).get("namespace") or DEFAULT_NAMESPACE
+
+
+def name_of(obj: dict) -> str:
+    return (obj.get("metadata") or {}).get("name") or "<unnamed>"
+
+
+def resource_id(obj: dict) -> str:
+    return f"{obj.get('kind')}/{namespace_of(obj)}/{name_of(obj)}"
+
+
+def labels_match(selector: dict, labels: dict) -> bool:
+    """A Service-style selector (plain map) or a LabelSelector (matchLabels/matchExpressions)."""
+    if not selector:
+        return True
+    if "matchLabels" in selector or "matchExpressions" in selector:
+        for key, value in (selector.get("matchLabels") or {}).items():
+            if labels.get(key) != value:
+                return False
+        for expression in selector.get("matchExpressions") or []:
+            key, op = expression.get("key"), expression.get("operator")
+            values = expression.get("values") or []
+            if op == "In" and labels.get(key) not in values:
+                return False
+            if op == "NotIn" and labels.get(key) in values:
+                return False
+            if op == "Exists" and key not in labels:
+                return False
+            if op == "DoesNotExist" and key in labels:
+                return False
+        return True
+    return all(labels.get(key) == value for key, value in selector.items())
+
+
+@dataclass(frozen=True)
+class BuildFile:
+    """A Dockerfile or a requirements file found beside the manifests."""
+
+    path: str
+    kind: str  # "dockerfile" | "requirements"
+    text: str
+
+
+@dataclass(frozen=True)
+class EnvValue:
+    value: str | None  # None when it comes from a Secret or the downward API
+    origin: str  # "env", "ConfigMap/ns/name", "Secret/ns/name", "fieldRef"
+    literal: bool  # written in the pod spec itself
+
+
+@dataclass
+class Workload:
+    kind: str
+    namespace: str
+    name: str
+    replicas: int
+    pod_spec: dict
+    pod_labels: dict
+    obj: dict
+    group: str = ""  # the RayCluster group ("head" or a worker group name)
+    ray_role: str | None = None  # "head" | "worker" | None
+    ray_start_params: dict = field(default_factory=dict)  # KubeRay rayStartParams
+    inventory: Inventory | None = field(default=None, repr=False)
+
+    @property
+    def resource(self) -> str:
+        return f"{self.kind}/{self.namespace}/{self.name}"
+
+    @property
+    def label(self) -> str:
+        """How a message names it: with the RayCluster group when there is one."""
+        return f"{self.resource} ({self.group} group)" if self.group else self.resource
+
+    @property
+    def containers(self) -> list[dict]:
+        return list(self.pod_spec.get("containers") or [])
+
+    @property
+    def init_containers(self) -> list[dict]:
+        return list(self.pod_spec.get("initContainers") or [])
+
+    @property
+    def all_containers(self) -> list[dict]:
+        return self.init_containers + self.containers
+
+    @property
+    def ray_container(self) -> dict | None:
+        if self.ray_role is None:
+            return None
+        for container in self.containers:
+            if self.ray_start_params or "ray start" in command_text(container):
+                return container
+        return self.containers[0] if self.containers else None
+
+    def volume(self, name: str) -> dict | None:
+        for volume in self.pod_spec.get("volumes") or []:
+            if volume.get("name") == name:
+                return volume
+        return None
+
+    def env(self, container: dict) -> dict[str, EnvValue]:
+        """A container's environment with ConfigMap references resolved."""
+        assert self.inventory is not None
+        result: dict[str, EnvValue] = {}
+        for source in container.get("envFrom") or []:
+            prefix = source.get("prefix") or ""
+            if "configMapRef" in source:
+                cm = self.inventory.get("ConfigMap", self.namespace, source["configMapRef"]["name"])
+                for key, value in ((cm or {}).get("data") or {}).items():
+                    origin = f"ConfigMap/{self.namespace}/{source['configMapRef']['name']}"
+                    result[prefix + key] = EnvValue(str(value), origin, False)
+            if "secretRef" in source:
+                secret = self.inventory.get("Secret", self.namespace, source["secretRef"]["name"])
+                for key in ((secret or {}).get("data") or {}) | (
+                    (secret or {}).get("stringData") or {}
+                ):
+                    origin = f"Secret/{self.namespace}/{source['secretRef']['name']}"
+                    result[prefix + key] = EnvValue(None, origin, False)
+        for item in container.get("env") or []:
+            name = item.get("name")
+            if not name:
+                continue
+            if "value" in item:
+                result[name] = EnvValue(str(item["value"]), "env", True)
+                continue
+            ref = item.get("valueFrom") or {}
+            if "configMapKeyRef" in ref:
+                cm_name = ref["configMapKeyRef"].get("name")
+                cm = self.inventory.get("ConfigMap", self.namespace, cm_name)
+                value = ((cm or {}).get("data") or {}).get(ref["configMapKeyRef"].get("key"))
+                origin = f"ConfigMap/{self.namespace}/{cm_name}"
+                result[name] = EnvValue(None if value is None else str(value), origin, False)
+            elif "secretKeyRef" in ref:
+                origin = f"Secret/{self.namespace}/{ref['secretKeyRef'].get('name')}"
+                result[name] = EnvValue(None, origin, False)
+            else:
+                result[name] = EnvValue(None, "fieldRef", False)
+        return result
+
+    def security_context(self, container: dict) -> dict:
+        """Container securityContext over the pod's (the container's fields win)."""
+        pod = self.pod_spec.get("securityContext") or {}
+        return {**pod, **(container.get("securityContext") or {})}
+
+
+def command_text(container: dict) -> str:
+    parts = [str(p) for p in (container.get("command") or []) + (container.get("args") or [])]
+    return " ".join(parts)
+
+
+def shell_words(text: str) -> list[str]:
+    try:
+        return shlex.split(text, comments=False)
+    except ValueError:
+        return text.split()
+
+
+class Inventory:
+    """Objects by kind, plus build files and live state. Indexes are built once, on demand."""
+
+    def __init__(self, source: str = "manifests"):
+        self.source = source  # "manifests" | "snapshot" | "live"
+        self.objects: dict[str, list[dict]] = defaultdict(list)
+        self.files: list[BuildFile] = []
+        self.origin: dict[str, str] = {}  # resource id -> file it was read from
+        # Live or recorded state beyond Kubernetes (issue 5): "ray", "redis", "jobs", "service".
+        self.state: dict[str, object] = {}
+
+    # -- filling -----------------------------------------------------------------------------
+    def add(self, obj: dict, origin: str = "") -> None:
+        kind = obj.get("kind")
+        if not isinstance(kind, str):
+            return
+        if kind.endswith("List") and isinstance(obj.get("items"), list):
+            for item in obj["items"]:
+                if isinstance(item, dict):
+                    if "kind" not in item and kind != "List":
+                        item = {**item, "kind": kind[: -len("List")]}
+                    self.add(item, origin)
+            return
+        self.objects[kind].append(obj)
+        if origin:
+            self.origin.setdefault(resource_id(obj), origin)
+
+    # -- reading -----------------------------------------------------------------------------
+    def of(self, kind: str) -> list[dict]:
+        return self.objects.get(kind, [])
+
+    @cached_property
+    def _by_key(self) -> dict[tuple[str, str, str], dict]:
+        return {
+            (kind, namespace_of(obj), name_of(obj)): obj
+            for kind, objs in self.objects.items()
+            for obj in objs
+        }
+
+    def get(self, kind: str, namespace: str, name: str) -> dict | None:
+        return self._by_key.get((kind, namespace, name))
+
+    def by_resource(self, resource: str) -> dict | None:
+        kind, _, rest = resource.partition("/")
+        namespace, _, name = rest.partition("/")
+        return self.get(kind, namespace, name)
+
+    @cached_property
+    def namespaces(self) -> set[str]:
+        return {namespace_of(obj) for objs in self.objects.values() for obj in objs} | {
+            name_of(obj) for obj in self.of("Namespace")
+        }
+
+    def in_namespace(self, kind: str, namespace: str) -> list[dict]:
+        return self._by_namespace.get((kind, namespace), [])
+
+    @cached_property
+    def _by_namespace(self) -> dict[tuple[str, str], list[dict]]:
+        index: dict[tuple[str, str], list[dict]] = defaultdict(list)
+        for kind, objs in self.objects.items():
+            for obj in objs:
+                index[(kind, namespace_of(obj))].append(obj)
+        return index
+
+    @property
+    def events(self) -> list[dict]:
+        return self.of("Event")
+
+    @property
+    def has_runtime_state(self) -> bool:
+        """A snapshot or live read: pods with status, events."""
+        return bool(self.of("Event")) or any(p.get("status") for p in self.of("Pod"))
+
+    @cached_property
+    def events_by_object(self) -> dict[tuple[str, str, str], list[dict]]:
+        index: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
+        for event in self.events:
+            involved = event.get("involvedObject") or event.get("regarding") or {}
+            key = (
+                involved.get("kind", ""),
+                involved.get("namespace") or namespace_of(event),
+                involved.get("name", ""),
+            )
+            index[key].append(event)
+        return index
+
+    @cached_property
+    def workloads(self) -> list[Workload]:
+        result: list[Workload] = []
+        for kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"):
+            for obj in self.of(kind):
+                if kind == "ReplicaSet" and (obj.get("metadata") or {}).get("ownerReferences"):
+                    continue
+                spec = obj.get("spec") or {}
+                template = spec.get("template") or {}
+                replicas = spec.get("replicas", 1) if kind != "Job" else spec.get("parallelism", 1)
+                result.append(self._workload(kind, obj, template, replicas or 0))
+        for obj in self.of("Pod"):
+            if not (obj.get("metadata") or {}).get("ownerReferences"):
+                result.append(self._workload("Pod", obj, obj, 1))
+        for obj in self.of("RayCluster"):
+            result.extend(self._ray_cluster_workloads(obj))
+        return result
+
+    def _workload(self, kind: str, obj: dict, template: dict, replicas: int) -> Workload:
+        spec = template.get("spec") or {}
+        workload = Workload(
+            kind=kind,
+            namespace=namespace_of(obj),
+            name=name_of(obj),
+            replicas=int(replicas),
+            pod_spec=spec,
+            pod_labels=(template.get("metadata") or {}).get("labels") or {},
+            obj=obj,
+            inventory=self,
+        )
+        for container in spec.get("containers") or []:
+            words = shell_words(command_text(container))
+            for i in range(len(words) - 1):
+                if words[i].endswith("ray") and words[i + 1] == "start":
+                    workload.ray_role = "head" if "--head" in words[i:] else "worker"
+                    break
+            if workload.ray_role:
+                break
+        return workload
+
+    def _ray_cluster_workloads(self, obj: dict) -> list[Workload]:
+        spec = obj.get("spec") or {}
+        groups = [("head", spec.get("headGroupSpec") or {}, 1, "head")]
+        for group in spec.get("workerGroupSpecs") or []:
+            replicas = group.get("replicas", group.get("minReplicas", 1))
+            groups.append((group.get("groupName", "workers"), group, replicas, "worker"))
+        result = []
+        for group_name, group, replicas, role in groups:
+            template = group.get("template") or {}
+            result.append(
+                Workload(
+                    kind="RayCluster",
+                    namespace=namespace_of(obj),
+                    name=name_of(obj),
+                    replicas=int(replicas or 0),
+                    pod_spec=template.get("spec") or {},
+                    pod_labels={
+                        **((template.get("metadata") or {}).get("labels") or {}),
+                        "ray.io/cluster": name_of(obj),
+                        "ray.io/node-type": role,
+                    },
+                    obj=obj,
+                    group=group_name,
+                    ray_role=role,
+                    ray_start_params={
+                        str(k): str(v) for k, v in (group.get("rayStartParams") or {}).items()
+                    },
+                    inventory=self,
+                )
+            )
+        return result
+
+    def workloads_in(self, namespace: str) -> list[Workload]:
+        return self._workloads_by_ns.get(namespace, [])
+
+    @cached_property
+    def _workloads_by_ns(self) -> dict[str, list[Workload]]:
+        index: dict[str, list[Workload]] = defaultdict(list)
+        for workload in self.workloads:
+            index[workload.namespace].append(workload)
+        return index
+
+    @cached_property
+    def services(self) -> dict[tuple[str, str], dict]:
+        """Services by (namespace, name), including the head Service KubeRay creates."""
+        result = {(namespace_of(s), name_of(s)): s for s in self.of("Service")}
+        for cluster in self.of("RayCluster"):
+            head = ((cluster.get("spec") or {}).get("headGroupSpec") or {}).get("template") or {}
+            declared = [
+                {"name": p.get("name", ""), "port": p["containerPort"]}
+                for c in ((head.get("spec") or {}).get("containers") or [])[:1]
+                for p in c.get("ports") or []
+                if "containerPort" in p
+            ]
+            ports = declared or [{"name": n, "port": p} for n, p in KUBERAY_HEAD_PORTS.items()]
+            name = f"{name_of(cluster)}-head-svc"
+            result.setdefault(
+                (namespace_of(cluster), name),
+                {
+                    "kind": "Service",
+                    "metadata": {"name": name, "namespace": namespace_of(cluster)},
+                    "spec": {
+                        "selector": {
+                            "ray.io/cluster": name_of(cluster),
+                            "ray.io/node-type": "head",
+                        },
+                        "ports": ports,
+                    },
+                },
+            )
+        return result
+
+    def selected_workloads(self, service: dict) -> list[Workload]:
+        selector = (service.get("spec") or {}).get("selector") or {}
+        if not selector:
+            return []
+        return [
+            w
+            for w in self.workloads_in(namespace_of(service))
+            if labels_match(selector, w.pod_labels)
+        ]
+
+    @cached_property
+    def pods_by_namespace(self) -> dict[str, list[dict]]:
+        index: dict[str, list[dict]] = defaultdict(list)
+        for pod in self.of("Pod"):
+            index[namespace_of(pod)].append(pod)
+        return index
+
+    def ignored_codes(self, resource: str) -> dict[str, str]:
+        """Codes an object's `doctor.mochi.dev/ignore` annotation suppresses, with the reason."""
+        obj = self.by_resource(resource)
+        if obj is None:
+            return {}
+        text = ((obj.get("metadata") or {}).get("annotations") or {}).get(IGNORE_ANNOTATION)
+        if not text:
+            return {}
+        codes, _, reason = str(text).partition(":")
+        return {
+            code.strip().upper(): reason.strip() or "annotated"
+            for code in codes.split(",")
+            if code.strip()
+        }

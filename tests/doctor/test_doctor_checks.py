@@ -1,0 +1,270 @@
+"""Each check fires where its input shows the fault and stays quiet on the fixed config."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from doctor.addresses import service_reference
+from doctor.diagnose import diagnose
+from doctor.registry import all_checks
+from doctor.sources import load_manifests
+
+FIRES_IN = {
+    "NET001": "before",
+    "NET002": "before",
+    "NET003": "before",
+    "NET004": "snapshot_faulty",
+    "NET005": "snapshot_faulty",
+    "RAY001": "before",
+    "RAY002": "before",
+    "RAY003": "before",
+    "RAY004": "kuberay",
+    "PERM001": "before",
+    "PERM002": "before",
+    "PERM003": "kuberay",
+    "PERM004": "snapshot_faulty",
+    "MEM001": "before",
+    "MEM002": "before",
+    "MEM003": "kuberay",
+    "MEM004": "kuberay",
+    "MEM005": "snapshot_faulty",
+    "QUOTA001": "kuberay",
+    "QUOTA002": "before",
+    "QUOTA003": "snapshot_faulty",
+    "QUOTA004": "snapshot_faulty",
+    "SEC001": "kuberay",
+    "SEC002": "before",
+    "SEC003": "before",
+    "SEC004": "before",
+    "SEC005": "kuberay",
+    "SEC006": "before",
+    "SEC007": "snapshot_faulty",
+    "AVAIL001": "snapshot_faulty",
+    "AVAIL002": "snapshot_faulty",
+    "AVAIL003": "snapshot_faulty",
+    "AVAIL004": "snapshot_faulty",
+    "AVAIL005": "snapshot_faulty",
+    "AVAIL006": "before",
+}
+
+
+def test_every_check_has_a_firing_fixture():
+    assert set(FIRES_IN) == {c.code for c in all_checks()}
+
+
+@pytest.mark.parametrize("code", sorted(FIRES_IN))
+def test_check_fires(code, results):
+    assert code in {f.code for f in results[FIRES_IN[code]].findings}
+
+
+@pytest.mark.parametrize("code", sorted(FIRES_IN))
+def test_check_quiet_on_fixed_config(code, results):
+    assert code not in {f.code for f in results["after+healthy"].findings}
+
+
+def diagnose_yaml(tmp_path, text: str, **files: str):
+    (tmp_path / "objects.yaml").write_text(textwrap.dedent(text))
+    for name, content in files.items():
+        path = tmp_path / name.replace("__", "/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(content))
+    return diagnose(load_manifests([str(tmp_path)]))
+
+
+def codes_of(result) -> list[str]:
+    return sorted(f.code for f in result.findings)
+
+
+RAY_POD = """
+apiVersion: v1
+kind: Pod
+metadata: {{name: head, namespace: ns, labels: {{app: head}}}}
+spec:
+  containers:
+    - name: ray
+      image: rayproject/ray:2.9.0
+      command: ["bash", "-c", "{command}"]
+"""
+
+
+def test_ray_flags_come_from_rays_own_command_definition(tmp_path):
+    from ray.scripts.scripts import start
+
+    every_flag = " ".join(
+        opt if getattr(p, "is_flag", False) else f"{opt}=1"
+        for p in start.params
+        for opt in p.opts
+        if opt.startswith("--")
+    )
+    clean = diagnose_yaml(tmp_path, RAY_POD.format(command=f"ray start --head {every_flag}"))
+    assert "RAY001" not in codes_of(clean)
+    bad = diagnose_yaml(tmp_path, RAY_POD.format(command="ray start --head --gcs-port=6379"))
+    assert [f.evidence for f in bad.findings if f.code == "RAY001"] == ["--gcs-port=6379"]
+
+
+def test_ray_flag_with_separate_value_and_shell_chain(tmp_path):
+    command = "ulimit -n 65536 && ray start --head --port 6379 --block && echo done --not-ray"
+    assert "RAY001" not in codes_of(diagnose_yaml(tmp_path, RAY_POD.format(command=command)))
+
+
+@pytest.mark.parametrize(
+    "host, expected",
+    [
+        ("redis", ("ns", "redis")),
+        ("redis.other", ("other", "redis")),
+        ("redis.other.svc", ("other", "redis")),
+        ("redis.other.svc.cluster.local", ("other", "redis")),
+        ("huggingface.co", None),
+        ("10.0.0.1", None),
+        ("localhost", None),
+    ],
+)
+def test_service_reference_forms(host, expected):
+    assert service_reference(host, "ns", {"ns", "other"}) == expected
+
+
+SERVICES = """
+apiVersion: v1
+kind: Service
+metadata: {name: redis, namespace: other}
+spec: {selector: {app: redis}, ports: [{port: 6379}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: ns}
+spec: {selector: {app: api}, ports: [{port: 8000}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: ns}
+spec:
+  template:
+    metadata: {labels: {app: api}}
+    spec:
+      containers:
+        - name: api
+          image: api:1.0
+          readinessProbe: {httpGet: {port: 8000}}
+          env:
+            - {name: REDIS_URL, value: "%s"}
+"""
+
+
+@pytest.mark.parametrize(
+    "url, code",
+    [
+        ("redis://redis.other.svc.cluster.local:6379/0", None),
+        ("redis://redis.other:6379/0", None),
+        ("redis://redis.other:6380/0", "NET003"),
+        ("redis://cache.other.svc:6379/0", "NET002"),
+        ("redis://10.1.2.3:6379/0", "NET001"),
+    ],
+)
+def test_addresses_in_every_form(tmp_path, url, code):
+    found = [c for c in codes_of(diagnose_yaml(tmp_path, SERVICES % url)) if c.startswith("NET")]
+    assert found == ([code] if code else [])
+
+
+SHARED_OUTPUT = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: worker, namespace: ns}
+spec:
+  replicas: 2
+  template:
+    spec:
+      securityContext: {fsGroup: 1000}
+      containers:
+        - name: ray
+          image: rayproject/ray:2.9.0
+          command: ["ray", "start", "--address=head:6379", "--block"]
+          env: [{name: MOCHI_OUTPUT_DIR, value: /data/videos}]
+          volumeMounts: [{name: out, mountPath: /data}]
+      volumes:
+        - name: out
+          %s
+"""
+
+
+def test_output_on_local_storage_is_not_shared(tmp_path):
+    local = diagnose_yaml(tmp_path, SHARED_OUTPUT % "emptyDir: {}")
+    assert "PERM002" in codes_of(local)
+    shared = diagnose_yaml(tmp_path, SHARED_OUTPUT % "persistentVolumeClaim: {claimName: out}")
+    assert "PERM002" not in codes_of(shared)
+    assert "PERM001" not in codes_of(shared)  # fsGroup makes the claim writable
+
+
+EXPOSED = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: head, namespace: ns}
+spec:
+  template:
+    metadata: {labels: {app: head}}
+    spec:
+      containers:
+        - name: ray
+          image: rayproject/ray:2.9.0
+          command: ["ray", "start", "--head", "--dashboard-host=0.0.0.0", "--block"]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: dash, namespace: ns}
+spec:
+  type: %s
+  selector: {app: head}
+  ports: [{port: 8265}]
+"""
+
+
+def test_dashboard_exposed_by_service_type(tmp_path):
+    assert "SEC001" in codes_of(diagnose_yaml(tmp_path, EXPOSED % "NodePort"))
+    assert "SEC001" not in codes_of(diagnose_yaml(tmp_path, EXPOSED % "ClusterIP"))
+
+
+REDIS = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: redis, namespace: ns}
+spec:
+  template:
+    spec:
+      containers:
+        - name: redis
+          image: redis:7.2
+          args: ["redis-server", "/conf/redis.conf"]
+          volumeMounts: [{name: conf, mountPath: /conf}]
+      volumes:
+        - name: conf
+          configMap: {name: redis-conf}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: redis-conf, namespace: ns}
+data:
+  redis.conf: |
+    appendonly yes
+    %s
+"""
+
+
+def test_redis_password_in_a_config_file(tmp_path):
+    assert "SEC003" not in codes_of(diagnose_yaml(tmp_path, REDIS % "requirepass from-secret"))
+    assert "SEC003" in codes_of(diagnose_yaml(tmp_path, REDIS % "# no password"))
+
+
+def test_memory_check_uses_the_memory_model(tmp_path):
+    from service.memory_model import worker_host_memory_gib
+
+    command = "ray start --address=head:6379 --object-store-memory=%d --block"
+    pod = RAY_POD.replace("head, namespace", "w, namespace").replace(
+        "image: rayproject/ray:2.9.0",
+        "image: rayproject/ray:2.9.0\n      resources: {{limits: {{memory: 64Gi}}}}",
+    )
+    fits = 64 - worker_host_memory_gib(1, 0)  # GiB left for the object store
+    under = diagnose_yaml(tmp_path, pod.format(command=command % int((fits - 0.5) * 2**30)))
+    over = diagnose_yaml(tmp_path, pod.format(command=command % int((fits + 0.5) * 2**30)))
+    assert "MEM001" not in codes_of(under)
+    assert "MEM001" in codes_of(over)
