@@ -20,10 +20,8 @@ from infra.config import (
 )
 from service.memory_model import (
     HOST_PROCESS_OVERHEAD_GIB,
-    TINY,
     plan_generation,
     profile_for,
-    staging_peak_gib,
     worker_host_memory_gib,
 )
 
@@ -53,17 +51,8 @@ CPU_FIELDS = ("api_cpu", "redis_cpu", "ray_head_cpu", "ray_worker_cpu", "quota_r
 
 
 def worker_host_footprint_gib(model: str, object_store_gib: float) -> float:
-    """Host RAM of one Ray worker pod: pipelines + object store (/dev/shm) + process overhead.
-
-    The memory model's per-pipeline host figure is Mochi-1's; the tiny model stages its own
-    (negligible) weights instead.
-    """
-    if profile_for(model) is TINY:
-        tiny_weights = staging_peak_gib(
-            TINY.transformer_params + TINY.text_encoder_params + TINY.vae_params
-        )
-        return worker_host_memory_gib(0, object_store_gib) + PIPELINES_PER_WORKER * tiny_weights
-    return worker_host_memory_gib(PIPELINES_PER_WORKER, object_store_gib)
+    """Host RAM of one Ray worker pod: pipelines + object store (/dev/shm) + process overhead."""
+    return worker_host_memory_gib(PIPELINES_PER_WORKER, object_store_gib, profile_for(model))
 
 
 def validate(config: StackConfig) -> list[ConfigProblem]:

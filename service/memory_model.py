@@ -36,6 +36,8 @@ class ModelProfile:
     vae_untiled_gib_per_frame: float
     vae_tiled_base_gib: float
     vae_tiled_gib_per_frame: float
+    # Host RAM of one pipeline while loading, or while offloaded to the host.
+    host_pipeline_gib: float = HOST_PIPELINE_GIB
     bytes_per_param: int = 2
 
     def weights_gib(self, params: int) -> float:
@@ -86,6 +88,7 @@ TINY = ModelProfile(
     vae_untiled_gib_per_frame=MOCHI_1.vae_untiled_gib_per_frame * _VAE_WIDTH_RATIO,
     vae_tiled_base_gib=MOCHI_1.vae_tiled_base_gib * _VAE_WIDTH_RATIO,
     vae_tiled_gib_per_frame=MOCHI_1.vae_tiled_gib_per_frame * _VAE_WIDTH_RATIO,
+    host_pipeline_gib=(20_280 + 18_880 + 623_523) * 4 / GIB,
     bytes_per_param=4,
 )
 
@@ -217,9 +220,11 @@ def plan_generation(
     return plan
 
 
-def worker_host_memory_gib(pipelines: int, object_store_gib: float) -> float:
+def worker_host_memory_gib(
+    pipelines: int, object_store_gib: float, profile: ModelProfile = MOCHI_1
+) -> float:
     """Host RAM a Ray worker pod needs: pipeline weights + object store (/dev/shm) + process."""
-    return pipelines * HOST_PIPELINE_GIB + object_store_gib + HOST_PROCESS_OVERHEAD_GIB
+    return pipelines * profile.host_pipeline_gib + object_store_gib + HOST_PROCESS_OVERHEAD_GIB
 
 
 def parse_quantity_gib(quantity: str | int | float) -> float:

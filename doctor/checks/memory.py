@@ -72,7 +72,8 @@ def ray_pod_memory(inventory: Inventory):
         store = object_store_gib(workload, limit)
         if store is None:
             continue
-        needed = worker_host_memory_gib(pipelines, store[0])
+        model = _setting(workload, "MOCHI_MODEL")
+        needed = worker_host_memory_gib(pipelines, store[0], profile_for(model or ""))
         if needed <= limit:
             continue
         yield Hit(

@@ -8,14 +8,23 @@ import pulumi_kubernetes as k8s
 from infra import naming, podspec, sizing
 from infra.config import StackConfig
 
+# kind's and k3s's local-path provisioner offers ReadWriteOnce only; on one node every pod can
+# still mount it, so the dev stack tells the doctor, visibly, why its PERM002 does not apply.
+SINGLE_NODE_RWO = {
+    "doctor.mochi.dev/ignore": "PERM002: single-node dev cluster, local-path storage is RWO only"
+}
+
 
 def _claim(resource_name, claim_name, namespace, size, access_mode, storage_class, parent):
     spec = {"accessModes": [access_mode], "resources": {"requests": {"storage": size}}}
     if storage_class:
         spec["storageClassName"] = storage_class
+    metadata = {"name": claim_name, "namespace": namespace, "labels": naming.PART_OF}
+    if access_mode == "ReadWriteOnce":
+        metadata["annotations"] = SINGLE_NODE_RWO
     return k8s.core.v1.PersistentVolumeClaim(
         resource_name,
-        metadata={"name": claim_name, "namespace": namespace, "labels": naming.PART_OF},
+        metadata=metadata,
         spec=spec,
         opts=pulumi.ResourceOptions(parent=parent),
     )
