@@ -93,7 +93,9 @@ class GenerationEngine:
         engine = cls(pipeline, model, device, memory_gib, 0.0)
         if compile_transformer:
             # Compiled once per worker; warm_up() pays the compile before the first job.
-            pipeline.transformer = torch.compile(pipeline.transformer)
+            # Static shapes: each job shape compiles once (up to dynamo's cache limit, then
+            # eager); a dynamic-shape graph would be slower on every step.
+            pipeline.transformer = torch.compile(pipeline.transformer, dynamic=False)
             engine.compiled = True
         return engine
 

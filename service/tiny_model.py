@@ -23,7 +23,7 @@ MAX_SEQUENCE_LENGTH = 32
 SPECIAL_TOKENS = ["<pad>", "</s>", "<unk>"]
 
 
-def build_tokenizer() -> PreTrainedTokenizerFast:
+def build_tokenizer(max_length: int = MAX_SEQUENCE_LENGTH) -> PreTrainedTokenizerFast:
     """Character-level tokenizer: different prompts give different token ids."""
     alphabet = string.ascii_lowercase + string.digits + string.punctuation + " "
     vocab = {token: index for index, token in enumerate(SPECIAL_TOKENS + list(alphabet))}
@@ -35,7 +35,7 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
         pad_token="<pad>",
         eos_token="</s>",
         unk_token="<unk>",
-        model_max_length=MAX_SEQUENCE_LENGTH,
+        model_max_length=max_length,
     )
 
 
@@ -90,4 +90,11 @@ def build_tiny_pipeline(seed: int = 0) -> MochiPipeline:
         transformer=build_transformer(),
     )
     pipeline.set_progress_bar_config(disable=True)
+    return eval_mode(pipeline)
+
+
+def eval_mode(pipeline: MochiPipeline) -> MochiPipeline:
+    """Modules built from a config start in training mode (dropout on); loaded ones do not."""
+    for module in (pipeline.transformer, pipeline.text_encoder, pipeline.vae):
+        module.eval()
     return pipeline
