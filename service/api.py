@@ -20,7 +20,7 @@ from prometheus_client import (
     Gauge,
     generate_latest,
 )
-from pydantic import ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service import __version__, auth, memory_model
@@ -38,11 +38,55 @@ from service.jobstore import (
     is_valid_job_id,
 )
 from service.params import GenerationParams
+from service.web import mount_web
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_IDEMPOTENCY_KEY_CHARS = 200
 MAX_PAGE = 100
 REDIS_RETRY_AFTER_SECONDS = "2"
+
+
+class ErrorField(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: `{"error": ..., "fields": [...]}` (fields only for invalid input)."""
+
+    model_config = ConfigDict(extra="allow")
+    error: str
+    fields: list[ErrorField] | None = None
+
+
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
+_ERRORS = {
+    400: ("Body is not parseable JSON (invalid UTF-8, nested too deep)", None),
+    401: ("Missing or unknown API key", None),
+    404: ("No such job for this account (another account's job is not found either)", None),
+    409: ("The job is not in a state that allows this", None),
+    413: ("Request body over the size limit", None),
+    422: ("Invalid input; `fields` names each problem", None),
+    429: ("Rate limit or queued-job cap reached", _RETRY_AFTER),
+    503: ("Job store (Redis) unavailable", _RETRY_AFTER),
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI documentation of the error answers a route can give."""
+    documented: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        description, headers = _ERRORS[status]
+        documented[status] = {"model": ErrorBody, "description": description}
+        if headers:
+            documented[status]["headers"] = headers
+    return documented
+
+
+# Every route may be refused for its size (413) or find Redis down (503); job routes need a key.
+_ANY = (413, 503)
+_JOB = (401, 404, 422, 429, *_ANY)
+_SUBMIT = (400, 401, 422, 429, *_ANY)
 
 
 class ApiError(Exception):
@@ -176,7 +220,7 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> FastAPI
             metrics.submitted.inc()
         return JSONResponse(public_job(job), status_code=202)
 
-    @app.post("/v1/jobs", status_code=202)
+    @app.post("/v1/jobs", status_code=202, responses=error_responses(*_SUBMIT))
     async def create_job(
         params: GenerationParams,
         key: ApiKey,
@@ -187,7 +231,7 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> FastAPI
         with _submission_errors(settings):
             return accepted(job.outcome(await submit_script(job.keys(), job.args())))
 
-    @app.post("/generate", status_code=202)
+    @app.post("/generate", status_code=202, responses=error_responses(*_SUBMIT))
     def legacy_generate(
         body: LegacyGenerateRequest,
         account: Account,
@@ -204,7 +248,7 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> FastAPI
         job = json.loads(response.body)
         return {**job, "job_id": job["id"]}
 
-    @app.get("/v1/jobs")
+    @app.get("/v1/jobs", responses=error_responses(*_JOB))
     def list_jobs(
         account: Account,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 20,
@@ -214,11 +258,11 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> FastAPI
         next_offset = offset + limit if offset + limit < total else None
         return {"jobs": [public_job(j) for j in jobs], "total": total, "next_offset": next_offset}
 
-    @app.get("/v1/jobs/{job_id}")
+    @app.get("/v1/jobs/{job_id}", responses=error_responses(*_JOB))
     def get_job(job_id: str, account: Account) -> dict[str, Any]:
         return public_job(owned_job(job_id, account))
 
-    @app.post("/v1/jobs/{job_id}/cancel", status_code=202)
+    @app.post("/v1/jobs/{job_id}/cancel", status_code=202, responses=error_responses(409, *_JOB))
     def cancel_job(job_id: str, account: Account) -> dict[str, Any]:
         owned_job(job_id, account)
         outcome = store.cancel(job_id, account)
@@ -227,7 +271,14 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> FastAPI
             raise ApiError(409, f"job {job_id} is already {state}; nothing to cancel")
         return public_job(store.get(job_id))
 
-    @app.get("/v1/jobs/{job_id}/video", response_class=FileResponse)
+    @app.get(
+        "/v1/jobs/{job_id}/video",
+        response_class=FileResponse,
+        responses={
+            200: {"content": {"video/mp4": {}}, "description": "The job's MP4"},
+            **error_responses(409, *_JOB),
+        },
+    )
     def get_video(job_id: str, account: Account):
         job = owned_job(job_id, account)
         if job["status"] != "succeeded":
@@ -239,11 +290,14 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> FastAPI
             )
         return FileResponse(path, media_type="video/mp4", filename=f"{job_id}.mp4")
 
-    @app.get("/healthz")
+    @app.get("/healthz", responses=error_responses(413))
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz")
+    @app.get(
+        "/readyz",
+        responses={503: {"description": "Not ready: Redis unreachable or no live worker"}},
+    )
     def readyz() -> JSONResponse:
         try:
             client.ping()
@@ -256,11 +310,17 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> FastAPI
             )
         return JSONResponse({"ready": True, "workers": len(workers)})
 
-    @app.get("/version")
+    @app.get("/version", responses=error_responses(413))
     def version() -> dict[str, str]:
         return {"version": __version__, "model": settings.model}
 
-    @app.get("/metrics")
+    @app.get(
+        "/metrics",
+        responses={
+            200: {"content": {"text/plain": {}}, "description": "Prometheus text format"},
+            **error_responses(413),
+        },
+    )
     def prometheus() -> Response:
         try:
             body = metrics.render()
@@ -268,6 +328,7 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> FastAPI
             body = b"# redis unreachable: queue length unavailable\n"
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
+    mount_web(app)
     return app
 
 

@@ -100,9 +100,10 @@ class GenerationEngine:
         return engine
 
     def warm_up(self, params: GenerationParams) -> float:
-        """Run one step at a job's shape so compilation happens before any job; seconds."""
+        """Run a job's shape for two steps (the fewest Mochi's schedule takes) so that
+        compilation happens before any job; returns its seconds."""
         started = time.perf_counter()
-        self.generate(params.model_copy(update={"num_inference_steps": 1}))
+        self.generate(params.model_copy(update={"num_inference_steps": 2}))
         return time.perf_counter() - started
 
     @property

@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 MAX_PROMPT_CHARS = 2000
 MIN_FRAMES, MAX_FRAMES, FRAME_STEP = 7, 163, 6
 MIN_SIDE, MAX_SIDE, SIDE_MULTIPLE = 64, 848, 16
+MIN_STEPS, MAX_STEPS = 2, 200
 MAX_SEED = 2**63 - 1
 
 
@@ -18,7 +19,8 @@ class GenerationParams(BaseModel):
     num_frames: int = Field(default=31, ge=MIN_FRAMES, le=MAX_FRAMES)
     height: int = Field(default=480, ge=MIN_SIDE, le=MAX_SIDE)
     width: int = Field(default=848, ge=MIN_SIDE, le=MAX_SIDE)
-    num_inference_steps: int = Field(default=64, ge=1, le=200)
+    # Mochi's sigma schedule divides by num_steps // 2: one step cannot run.
+    num_inference_steps: int = Field(default=64, ge=MIN_STEPS, le=MAX_STEPS)
     guidance_scale: float = Field(default=4.5, ge=0.0, le=20.0, allow_inf_nan=False)
     seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
 

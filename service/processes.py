@@ -142,6 +142,8 @@ class RayHead:
             "--num-gpus=0",
             f"--temp-dir={self.temp_dir}",
             f"--ray-client-server-port={free_port()}",
+            # Its default (52365) is fixed: a second cluster on the machine would lose its agent.
+            f"--dashboard-agent-listen-port={free_port()}",
             "--disable-usage-stats",
         ]
         with open(self.temp_dir.parent / "ray-head.log", "ab") as log:

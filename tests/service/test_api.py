@@ -36,7 +36,7 @@ def test_submit_returns_202_with_the_job(api):
         ("height", 65, "multiple of 16"),
         ("height", 48, "greater than or equal to 64"),
         ("width", 864, "less than or equal to 848"),
-        ("num_inference_steps", 0, "greater than or equal to 1"),
+        ("num_inference_steps", 1, "greater than or equal to 2"),
         ("num_inference_steps", 201, "less than or equal to 200"),
         ("guidance_scale", -0.1, "greater than or equal to 0"),
         ("guidance_scale", 20.5, "less than or equal to 20"),
