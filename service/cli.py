@@ -9,7 +9,8 @@ import sys
 import threading
 from pathlib import Path
 
-from service.config import API_PORT, Settings, SettingsError
+from service.client import add_client_commands
+from service.config import API_PORT, SUPERVISOR_HEALTH_PORT, Settings, SettingsError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
@@ -68,7 +69,9 @@ def cmd_pool(args) -> int:
 def cmd_supervisor(args) -> int:
     from service.supervisor import Supervisor
 
-    Supervisor(_settings()).run(args.interval)
+    supervisor = Supervisor(_settings())
+    supervisor.serve_health(args.health_port)
+    supervisor.run(args.interval)
     return EXIT_OK
 
 
@@ -125,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     supervisor = commands.add_parser("supervisor", help="keep the pool driver running; reap")
     supervisor.add_argument("--interval", type=float, default=2.0)
+    supervisor.add_argument(
+        "--health-port", type=int, default=SUPERVISOR_HEALTH_PORT, help="/healthz and /readyz"
+    )
     supervisor.set_defaults(run=cmd_supervisor)
 
     keys = commands.add_parser("keys", help="API keys")
@@ -135,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     fetch = commands.add_parser("fetch-model", help="download MOCHI_MODEL into the cache")
     fetch.set_defaults(run=cmd_fetch_model)
+
+    add_client_commands(commands)
     return parser
 
 

@@ -14,6 +14,7 @@ RAY_GCS_PORT = 6379
 RAY_CLIENT_PORT = 10001
 RAY_DASHBOARD_PORT = 8265
 RAY_METRICS_PORT = 8080
+SUPERVISOR_HEALTH_PORT = 8081
 CONTAINER_UID = 1000
 CONTAINER_GID = 1000
 
@@ -28,6 +29,7 @@ class Settings:
     # `tiny`, `genmo/mochi-1-preview`, or a local directory holding a diffusers MochiPipeline.
     model: str = "tiny"
     model_cache_dir: str = ""
+    # Worker actors in the pool; each holds one pipeline on gpus_per_worker GPUs (0: CPU).
     workers: int = 1
     gpus_per_worker: float = 0.0
     # Memory of one GPU of a worker, in GiB; 0 means CPU workers (admission then uses host RAM).

@@ -6,10 +6,12 @@ It talks to the Ray Jobs REST API with plain HTTP, so it needs neither Ray nor R
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import redis
@@ -59,6 +61,8 @@ class Supervisor:
         self.store = JobStore(connect(settings), settings.lease_seconds, settings.max_attempts)
         self.jobs = RayJobs(settings.ray_dashboard_url)
         self.restarts = 0
+        self.last_tick = self.last_success = time.monotonic()
+        self.last_error = "not started"
         self._stopping = threading.Event()
 
     def ensure_pool(self) -> str:
@@ -78,12 +82,28 @@ class Supervisor:
         return submission
 
     def tick(self) -> None:
+        self.last_tick = time.monotonic()
         try:
             self.ensure_pool()
             if self.settings.reaper_enabled:
                 self.store.reap_expired()
         except (httpx.HTTPError, redis.RedisError) as error:
+            self.last_error = f"{type(error).__name__}: {error}"
             log.warning("supervisor: %s; retrying", error)
+        else:
+            self.last_success, self.last_error = time.monotonic(), ""
+
+    def health(self, stale_after: float = 30.0) -> tuple[bool, bool, str]:
+        """(alive: the loop is ticking, ready: a tick succeeded lately, the last error)."""
+        now = time.monotonic()
+        alive = now - self.last_tick < stale_after
+        return alive, alive and now - self.last_success < stale_after, self.last_error
+
+    def serve_health(self, port: int) -> ThreadingHTTPServer:
+        """/healthz and /readyz for the Deployment's probes, on a daemon thread."""
+        server = ThreadingHTTPServer(("0.0.0.0", port), _health_handler(self))
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server
 
     def run(self, interval: float = 2.0) -> None:
         while not self._stopping.is_set():
@@ -97,3 +117,24 @@ class Supervisor:
 
     def stop(self) -> None:
         self._stopping.set()
+
+
+def _health_handler(supervisor: Supervisor):
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self):
+            alive, ready, error = supervisor.health()
+            ok = {"/healthz": alive, "/readyz": ready}.get(self.path)
+            if ok is None:
+                self.send_error(404)
+                return
+            body = json.dumps({"ok": ok, "last_error": error}).encode()
+            self.send_response(200 if ok else 503)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):  # probes every few seconds: keep the log for real news
+            pass
+
+    return Health
