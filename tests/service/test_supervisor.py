@@ -10,9 +10,7 @@ from service.supervisor import Supervisor
 
 def test_health_endpoints_follow_the_loop(settings):
     unreachable_ray = f"http://127.0.0.1:{free_port()}"
-    supervisor = Supervisor(
-        settings.__class__(**{**vars(settings), "ray_dashboard_url": unreachable_ray})
-    )
+    supervisor = Supervisor(replace(settings, ray_dashboard_url=unreachable_ray))
     port = free_port()
     server = supervisor.serve_health(port)
     try:
