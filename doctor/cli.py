@@ -1,9 +1,15 @@
-"""`doctor diagnose | explain | checks`. Exit codes: 0 nothing at or above --fail-on,
-1 findings at or above it, 2 the doctor could not run (bad input, unreadable file)."""
+"""`doctor diagnose | snapshot | explain | checks`. Exit codes: 0 nothing at or above --fail-on,
+1 findings at or above it, 2 the doctor could not run (bad input, unreadable file).
+
+With no --manifests and no --snapshot, `diagnose` reads the running system: Kubernetes (kubeconfig,
+--context, --namespace), Ray, Redis and the API at the addresses given, or those `mochi local`
+wrote (--local). Each probe has its own timeout and the read ends within --timeout; a component
+that does not answer is a finding, not a failure of the doctor."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -15,6 +21,8 @@ from doctor.inventory import Inventory
 from doctor.registry import REGISTRY, all_checks
 from doctor.report import to_json, to_junit, to_sarif, to_text
 from doctor.sources import InputError, load_manifests, load_snapshot
+from doctor.sources.live import LiveOptions, options_from_local, read_live
+from doctor.sources.record import write_snapshot
 
 RUNBOOKS = Path(__file__).resolve().parent.parent / "runbooks"
 EXIT_OK, EXIT_FINDINGS, EXIT_BROKEN = 0, 1, 2
@@ -37,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     diag.add_argument(
         "--snapshot", metavar="PATH", help="kubectl get -o yaml|json output, or a folder of it"
     )
+    add_live_options(diag)
     diag.add_argument("--format", choices=("text", "json", "junit", "sarif"), default="text")
     diag.add_argument("--output", metavar="FILE", help="write the report here, not stdout")
     diag.add_argument("--fail-on", choices=("error", "warning", "info", "never"), default="error")
@@ -49,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="write every current finding to FILE as accepted, then exit 0",
     )
 
+    snapshot = commands.add_parser(
+        "snapshot", help="record what a live read sees (secrets redacted) for --snapshot"
+    )
+    snapshot.add_argument("--out", metavar="DIR", required=True, help="folder to write")
+    add_live_options(snapshot)
+
     explain = commands.add_parser("explain", help="print the runbook of a finding code")
     explain.add_argument("code")
 
@@ -56,14 +71,97 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_diagnose(args) -> int:
-    if not args.manifests and not args.snapshot:
-        raise InputError("give --manifests PATH... and/or --snapshot PATH")
+def add_live_options(parser: argparse.ArgumentParser) -> None:
+    live = parser.add_argument_group("live (the running system)")
+    live.add_argument("--context", help="kubeconfig context (default: the current one)")
+    live.add_argument("--namespace", help="namespace (default: the context's)")
+    live.add_argument(
+        "--ray-address", metavar="ADDR", help="Ray GCS host:port, ray://host:port or dashboard URL"
+    )
+    live.add_argument(
+        "--redis-url",
+        metavar="URL",
+        help="redis://[:password@]host:port/db (or MOCHI_REDIS_PASSWORD)",
+    )
+    live.add_argument("--api-url", metavar="URL", help="the service's base URL")
+    live.add_argument(
+        "--local",
+        nargs="?",
+        const=".mochi",
+        metavar="PATH",
+        help="the addresses `mochi local` wrote: its --dir or the local.json file (default .mochi)",
+    )
+    live.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="deadline of the whole live read (default 30)",
+    )
+    live.add_argument(
+        "--probe-from-pod",
+        action="store_true",
+        help="also probe from inside a Ray worker and an API pod (kubectl exec rights needed)",
+    )
+
+
+def live_options(args) -> LiveOptions | None:
+    """What to read live, or None when the input is manifests or a snapshot only."""
+    if args.timeout <= 0:
+        raise InputError("--timeout must be a positive number of seconds")
+    offline = bool(getattr(args, "manifests", None) or getattr(args, "snapshot", None))
+    options = options_from_local(args.local, args.timeout) if args.local else LiveOptions()
+    options.timeout = args.timeout
+    options.ray_address = args.ray_address or options.ray_address
+    options.redis_url = args.redis_url or options.redis_url
+    options.api_url = args.api_url or options.api_url
+    options.context, options.namespace = args.context, args.namespace
+    options.probe_from_pod = args.probe_from_pod
+    implied = not offline and not args.local and not options.wanted
+    explicit = args.context or args.namespace or args.probe_from_pod
+    if implied and not explicit and not kubeconfig_available():
+        raise InputError(
+            "nothing to diagnose: give --manifests, --snapshot, --local, component addresses "
+            "(--ray-address, --redis-url, --api-url), or a kubeconfig (KUBECONFIG, "
+            "~/.kube/config) for the live cluster"
+        )
+    options.kubernetes = bool(explicit or implied)
+    if args.ray_address:
+        options.dashboard_url = None
+    if offline and not options.wanted:
+        return None
+    return options
+
+
+def kubeconfig_available() -> bool:
+    files = os.environ.get("KUBECONFIG", "").split(os.pathsep) + ["~/.kube/config"]
+    in_cluster = bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+    return in_cluster or any(f and Path(f).expanduser().is_file() for f in files)
+
+
+def read_inputs(args) -> Inventory:
     inventory = Inventory(source="snapshot" if args.snapshot else "manifests")
     if args.manifests:
         load_manifests(args.manifests, inventory)
     if args.snapshot:
         load_snapshot(args.snapshot, inventory)
+    options = live_options(args)
+    if options is not None:
+        read_live(options, inventory)
+    return inventory
+
+
+def run_snapshot(args) -> int:
+    options = live_options(args)
+    inventory = read_live(options)
+    written = write_snapshot(inventory, args.out)
+    failed = [p for p in inventory.state.get("probes") or [] if not p.get("ok")]
+    print(f"wrote {len(written)} files to {args.out} ({len(failed)} failed probe(s))")
+    return EXIT_OK
+
+
+def run_diagnose(args) -> int:
+    inventory = read_inputs(args)
     baseline = load_baseline(args.baseline) if args.baseline else None
     result = diagnose(inventory, baseline)
     if args.write_baseline:
@@ -112,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "diagnose":
             return run_diagnose(args)
+        if args.command == "snapshot":
+            return run_snapshot(args)
         if args.command == "explain":
             return run_explain(args.code)
         return run_checks()

@@ -50,6 +50,7 @@ class StackConfig:
     ray_object_store_memory: str
     ray_shm_size: str
     gpus_per_worker: int
+    gpus_per_pipeline: int
     gpu_memory_gib: int
     gpus_per_node: int
     gpu_node_selector: str
@@ -67,6 +68,21 @@ class StackConfig:
     @property
     def ingress_enabled(self) -> bool:
         return bool(self.ingress_host)
+
+    @property
+    def pipelines_per_worker(self) -> int:
+        """GenerationWorker actors (one pipeline each) per Ray worker pod; CPU pods hold one.
+
+        Validation rejects a gpusPerWorker that gpusPerPipeline does not divide.
+        """
+        if self.gpus_per_worker <= 0 or self.gpus_per_pipeline <= 0:
+            return 1
+        return max(1, self.gpus_per_worker // self.gpus_per_pipeline)
+
+    @property
+    def pool_workers(self) -> int:
+        """MOCHI_WORKERS: actors in the pool, every pipeline slot of every worker pod."""
+        return self.ray_worker_replicas * self.pipelines_per_worker
 
     @property
     def gpu_node_labels(self) -> dict[str, str]:

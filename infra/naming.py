@@ -33,6 +33,8 @@ RAY_GCS_PORT = service_config.RAY_GCS_PORT
 RAY_CLIENT_PORT = service_config.RAY_CLIENT_PORT
 RAY_DASHBOARD_PORT = service_config.RAY_DASHBOARD_PORT
 RAY_METRICS_PORT = service_config.RAY_METRICS_PORT
+# `mochi supervisor --health-port`: /healthz (loop ticking) and /readyz (Ray and Redis reached).
+SUPERVISOR_HEALTH_PORT = service_config.SUPERVISOR_HEALTH_PORT
 # Ray's dashboard agent serves the per-node health endpoint here (Ray's default).
 RAY_AGENT_PORT = 52365
 UID = service_config.CONTAINER_UID

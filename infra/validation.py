@@ -30,8 +30,6 @@ MAX_FRAMES = 163
 MAX_HEIGHT = 848
 MAX_WIDTH = 848
 MAX_GUIDANCE = 20.0
-# One GenerationWorker actor, holding one pipeline, per Ray worker pod.
-PIPELINES_PER_WORKER = 1
 
 MEMORY_FIELDS = (
     "api_memory",
@@ -48,11 +46,6 @@ MEMORY_FIELDS = (
     "quota_storage",
 )
 CPU_FIELDS = ("api_cpu", "redis_cpu", "ray_head_cpu", "ray_worker_cpu", "quota_requests_cpu")
-
-
-def worker_host_footprint_gib(model: str, object_store_gib: float) -> float:
-    """Host RAM of one Ray worker pod: pipelines + object store (/dev/shm) + process overhead."""
-    return worker_host_memory_gib(PIPELINES_PER_WORKER, object_store_gib, profile_for(model))
 
 
 def validate(config: StackConfig) -> list[ConfigProblem]:
@@ -122,6 +115,8 @@ def _check_counts(config, problem) -> None:
     for field_name in ("gpus_per_worker", "gpu_memory_gib", "gpus_per_node", "quota_gpus"):
         if getattr(config, field_name) < 0:
             problem(field_name, "must not be negative")
+    if config.gpus_per_pipeline < 1:
+        problem("gpus_per_pipeline", "must be at least 1 (GPUs of one GenerationWorker actor)")
 
 
 def _check_gpus(config, problem) -> None:
@@ -135,6 +130,13 @@ def _check_gpus(config, problem) -> None:
         if config.model != "tiny":
             problem("gpus_per_worker", f"is 0, but model {config.model!r} needs a GPU")
         return
+    if config.gpus_per_pipeline >= 1 and config.gpus_per_worker % config.gpus_per_pipeline:
+        idle = config.gpus_per_worker % config.gpus_per_pipeline
+        problem(
+            "gpus_per_pipeline",
+            f"does not divide mochi:gpusPerWorker = {config.gpus_per_worker}: each worker pod runs "
+            f"gpusPerWorker / gpusPerPipeline pipelines, and {idle} GPU(s) per pod would sit idle",
+        )
     if not config.gpu_node_selector:
         problem("gpu_node_selector", "must select the GPU nodes when workers request GPUs")
     plan = plan_generation(
@@ -153,12 +155,14 @@ def _check_worker_memory(config, problem) -> None:
     limit = gib(config.ray_worker_memory)
     object_store = gib(config.ray_object_store_memory)
     shm = gib(config.ray_shm_size)
-    need = worker_host_footprint_gib(config.model, object_store)
+    # Host RAM of one worker pod: its pipelines + object store (/dev/shm) + process overhead.
+    pipelines = config.pipelines_per_worker
+    need = worker_host_memory_gib(pipelines, object_store, profile_for(config.model))
     if need > limit:
         problem(
             "ray_worker_memory",
             f"below the worker's host footprint {need:.1f} GiB (memory model: "
-            f"{PIPELINES_PER_WORKER} pipeline(s) of {config.model} + object store "
+            f"{pipelines} pipeline(s) of {config.model} + object store "
             f"{object_store:.1f} GiB + overhead): the pod would be OOM-killed",
         )
     if object_store > shm:

@@ -11,9 +11,11 @@ from pulumi_policy import (  # noqa: E402
     ReportViolation,
     ResourceValidationArgs,
     ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
 )
 
-from policy.rules import RULES  # noqa: E402
+from policy.rules import RULES, config_map_data, ray_worker_memory  # noqa: E402
 
 
 def _validator(check):
@@ -26,11 +28,30 @@ def _validator(check):
     return validate
 
 
+def _kubernetes(resources) -> list:
+    return [r for r in resources if r.resource_type.startswith("kubernetes:")]
+
+
+def validate_ray_worker_memory(args: StackValidationArgs, report_violation: ReportViolation):
+    """A stack policy: a Ray pod's pipelines per pod come from MOCHI_GPUS_PER_WORKER in the
+    settings ConfigMap its envFrom names, another object of the stack."""
+    resources = _kubernetes(args.resources)
+    config_maps = config_map_data([dict(r.props) for r in resources])
+    for resource in resources:
+        for message in ray_worker_memory(dict(resource.props), config_maps):
+            report_violation(message, resource.urn)
+
+
+def _policy(name: str, description: str, check):
+    if name == "ray-worker-memory":
+        return StackValidationPolicy(
+            name=name, description=description, validate=validate_ray_worker_memory
+        )
+    return ResourceValidationPolicy(name=name, description=description, validate=_validator(check))
+
+
 PolicyPack(
     name="mochi-policies",
     enforcement_level=EnforcementLevel.MANDATORY,
-    policies=[
-        ResourceValidationPolicy(name=name, description=description, validate=_validator(check))
-        for name, (description, check) in RULES.items()
-    ],
+    policies=[_policy(name, description, check) for name, (description, check) in RULES.items()],
 )

@@ -140,8 +140,49 @@ def ray_start_flags(obj: dict) -> list[str]:
     ]
 
 
-def ray_worker_memory(obj: dict) -> list[str]:
-    """Object store set explicitly, ≤ /dev/shm ≤ memory limit; GPU workers hold a pipeline."""
+def _setting(container: dict, name: str, config_maps: dict[str, dict]) -> str | None:
+    """A container's env value: an explicit `env` entry, else from an `envFrom` ConfigMap."""
+    for env in container.get("env") or []:
+        if env.get("name") == name and "value" in env:
+            return str(env["value"])
+    for source in container.get("envFrom") or []:
+        ref = source.get("configMapRef") or {}
+        data = config_maps.get(ref.get("name", "")) or {}
+        if name in data:
+            return str(data[name])
+    return None
+
+
+def pipelines_per_pod(container: dict, config_maps: dict[str, dict] | None = None) -> int:
+    """Mochi pipelines a Ray pod holds, as the doctor counts them: GPUs / MOCHI_GPUS_PER_WORKER.
+
+    Without the setting in sight (a lone object), a GPU pod counts as one pipeline.
+    """
+    gpus = ((container.get("resources") or {}).get("limits") or {}).get(GPU)
+    if not gpus or float(gpus) <= 0:
+        return 0
+    per_worker = _setting(container, "MOCHI_GPUS_PER_WORKER", config_maps or {})
+    try:
+        per = float(per_worker) if per_worker is not None else 0.0
+    except ValueError:
+        per = 0.0
+    return max(1, int(float(gpus) // per)) if per > 0 else 1
+
+
+def config_map_data(objects: list[dict]) -> dict[str, dict]:
+    """name -> data of every ConfigMap among `objects` (the stack, for the stack policy)."""
+    return {
+        (obj.get("metadata") or {}).get("name", ""): obj.get("data") or {}
+        for obj in objects
+        if obj.get("kind") == "ConfigMap"
+    }
+
+
+def ray_worker_memory(obj: dict, config_maps: dict[str, dict] | None = None) -> list[str]:
+    """Object store set explicitly, ≤ /dev/shm ≤ memory limit; GPU pods hold their pipelines.
+
+    `config_maps` (name -> data) resolves MOCHI_GPUS_PER_WORKER from the pod's envFrom.
+    """
     problems = []
     pods = dict(pod_specs(obj))
     for where, container, params in _ray_start_args(obj):
@@ -164,8 +205,7 @@ def ray_worker_memory(obj: dict) -> list[str]:
         if limit_text is None:
             continue
         limit = parse_quantity_gib(limit_text)
-        gpus = ((container.get("resources") or {}).get("limits") or {}).get(GPU)
-        pipelines = 1 if gpus and int(gpus) > 0 else 0
+        pipelines = pipelines_per_pod(container, config_maps)
         need = worker_host_memory_gib(pipelines, object_store)
         if need > limit:
             problems.append(

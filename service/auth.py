@@ -13,7 +13,7 @@ ACCOUNT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 KEY_PREFIX = "mk_"
 
 
-# A key's account and its request count in this minute's window, in the same script.
+# A key's account and its submission count in this minute's window, inside the submit script.
 AUTHENTICATE_LUA = """
 local function authenticate(keys_hash, digest, rate_prefix)
   local account = redis.call('HGET', keys_hash, digest)
@@ -26,31 +26,16 @@ local function authenticate(keys_hash, digest, rate_prefix)
 end
 """
 RATE_PREFIX = "mochi:rate:"
-_AUTHENTICATE = (
-    AUTHENTICATE_LUA
-    + """
-local account, count, seconds_left = authenticate(KEYS[1], ARGV[1], ARGV[2])
-if not account then return nil end
-return {account, count, seconds_left}
-"""
-)
 
 
 class AuthError(ValueError):
     pass
 
 
-class Authenticator:
-    def __init__(self, client: redis.Redis):
-        self._authenticate = client.register_script(_AUTHENTICATE)
-
-    def account_of(self, key: str) -> tuple[str, int, int] | None:
-        """(account, requests this minute, seconds left in the minute), or None if unknown."""
-        found = self._authenticate(keys=[API_KEYS], args=[digest(key), RATE_PREFIX])
-        if found is None:
-            return None
-        account, count, seconds_left = found
-        return account.decode(), int(count), int(seconds_left)
+def account_for(client: redis.Redis, key: str) -> str | None:
+    """The account owning a key, or None."""
+    account = client.hget(API_KEYS, digest(key))
+    return account.decode() if account is not None else None
 
 
 def digest(key: str) -> str:

@@ -29,8 +29,8 @@ class GenerationParams(BaseModel):
     def _printable(cls, value: str | None) -> str | None:
         if value is None:
             return value
-        if "\x00" in value:
-            raise ValueError("must not contain NUL characters")
+        if any((ord(c) < 32 and c not in "\t\n\r") or 127 <= ord(c) < 160 for c in value):
+            raise ValueError("must not contain control characters (tab and newline are fine)")
         if value.strip() == "" and value != "":
             raise ValueError("must contain a non-blank character")
         return value

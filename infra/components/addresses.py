@@ -68,6 +68,7 @@ class Addresses(pulumi.ComponentResource):
         self.ray_gcs_address = _url(ray_head, "gcs", "{host}:{port}")
         self.api_url = _url(api, "http", "http://{host}:{port}")
         gpu_memory = config.gpu_memory_gib if config.gpus_per_worker else 0
+        gpus_per_actor = config.gpus_per_pipeline if config.gpus_per_worker else 0
         settings = k8s.core.v1.ConfigMap(
             "settings",
             metadata={
@@ -85,10 +86,16 @@ class Addresses(pulumi.ComponentResource):
                 "MOCHI_MODEL_CACHE_DIR": (
                     naming.MODEL_CACHE_DIR if config.model_cache_enabled else ""
                 ),
-                "MOCHI_WORKERS": str(config.ray_worker_replicas),
-                "MOCHI_GPUS_PER_WORKER": str(config.gpus_per_worker),
+                # A service "worker" is one GenerationWorker actor holding one pipeline on
+                # MOCHI_GPUS_PER_WORKER GPUs: every worker pod runs gpusPerWorker /
+                # gpusPerPipeline of them, so no GPU Ray hands out sits idle.
+                "MOCHI_WORKERS": str(config.pool_workers),
+                "MOCHI_GPUS_PER_WORKER": str(gpus_per_actor),
                 "MOCHI_WORKER_GPU_MEMORY_GIB": str(gpu_memory),
-                "MOCHI_WORKER_HOST_MEMORY_GIB": f"{gib(config.ray_worker_memory):g}",
+                # One actor's share of its pod's memory (what CPU workers admit jobs against).
+                "MOCHI_WORKER_HOST_MEMORY_GIB": (
+                    f"{gib(config.ray_worker_memory) / config.pipelines_per_worker:g}"
+                ),
                 # Ray 2.52+ token authentication, on every Ray node and Jobs API client.
                 "RAY_AUTH_MODE": "token",
             },

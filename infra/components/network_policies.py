@@ -28,6 +28,11 @@ def _tcp(*ports: int) -> list[dict]:
 def policies() -> dict[str, dict]:
     """name -> NetworkPolicy spec."""
     return {
+        # No rule opens the supervisor's health port (nor any other probe port): kubelet probes
+        # come from the pod's own node, and most CNIs (Calico, Cilium, kube-router, ...) never
+        # apply NetworkPolicy to that traffic (the Kubernetes docs list "block access from their
+        # resident node" among what policies cannot do). A CNI that did would need an ipBlock of
+        # the node CIDR on the probe ports: cluster-specific, left to the operator.
         "default-deny-ingress": {"podSelector": {}, "policyTypes": ["Ingress"]},
         "redis-from-clients": {
             "podSelector": {"matchLabels": naming.selector(naming.REDIS)},

@@ -24,7 +24,11 @@ class Supervisor(pulumi.ComponentResource):
         container = {
             "name": naming.SUPERVISOR,
             "image": config.worker_image,
-            "command": ["mochi", "supervisor"],
+            "command": [
+                "mochi",
+                "supervisor",
+                f"--health-port={naming.SUPERVISOR_HEALTH_PORT}",
+            ],
             "envFrom": podspec.settings_env_from(settings_name),
             "env": [podspec.redis_password_env(), podspec.ray_token_env()],
             "resources": sizing.supervisor().spec(),
@@ -34,14 +38,23 @@ class Supervisor(pulumi.ComponentResource):
                 {"name": "tmp", "mountPath": "/tmp"},
                 {"name": "videos", "mountPath": naming.OUTPUT_DIR},
             ],
-            # No HTTP endpoint: the process answering signals is what can be checked from outside.
-            "livenessProbe": {
-                "exec": {"command": ["sh", "-c", "kill -0 1"]},
-                "periodSeconds": 30,
-            },
+            # The supervisor serves its own health: /healthz while its loop ticks, /readyz while
+            # its ticks reach Ray and Redis. Only the kubelet calls these; no Service fronts them.
+            "ports": [{"name": "health", "containerPort": naming.SUPERVISOR_HEALTH_PORT}],
             "readinessProbe": {
-                "exec": {"command": ["sh", "-c", "kill -0 1"]},
-                "periodSeconds": 30,
+                "httpGet": {"path": "/readyz", "port": "health"},
+                "periodSeconds": 10,
+                "timeoutSeconds": 3,
+                "failureThreshold": 3,
+            },
+            # A tick may wait on the Jobs API (10 s timeouts) and /healthz turns false only after
+            # 30 s without one: restart after three more failed probes, not on one slow tick.
+            "livenessProbe": {
+                "httpGet": {"path": "/healthz", "port": "health"},
+                "initialDelaySeconds": 10,
+                "periodSeconds": 10,
+                "timeoutSeconds": 3,
+                "failureThreshold": 3,
             },
         }
         k8s.apps.v1.Deployment(

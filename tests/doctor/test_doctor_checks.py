@@ -50,8 +50,21 @@ FIRES_IN = {
 }
 
 
+# Checks of live state (Ray, Redis, jobs, probes) fire in tests/doctor_live, on a recorded
+# live snapshot and on the real embedded stack.
+LIVE_MODULES = {
+    "doctor.checks.gpu_usage",
+    "doctor.checks.jobs",
+    "doctor.checks.ray_state",
+    "doctor.checks.reachability",
+    "doctor.checks.redis_config",
+    "doctor.checks.service",
+}
+
+
 def test_every_check_has_a_firing_fixture():
-    assert set(FIRES_IN) == {c.code for c in all_checks()}
+    codes = {c.code for c in all_checks() if c.run.__module__ not in LIVE_MODULES}
+    assert set(FIRES_IN) == codes
 
 
 @pytest.mark.parametrize("code", sorted(FIRES_IN))

@@ -119,6 +119,20 @@ def test_the_field_reports_ray_worker_fails_memory_and_flag_rules():
     assert "memory limit 32Gi < host footprint 47.4 GiB" in found
 
 
+def test_worker_memory_counts_the_pipelines_the_settings_give_each_pod(objects, cluster):
+    config_maps = rules.config_map_data(objects["prod"])
+    worker = cluster["spec"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
+    assert rules.pipelines_per_pod(worker, config_maps) == 2  # 2 GPUs / MOCHI_GPUS_PER_WORKER=1
+    assert rules.pipelines_per_pod(worker) == 1  # the setting out of sight
+    assert rules.ray_worker_memory(cluster, config_maps) == []
+    worker["resources"]["limits"]["memory"] = worker["resources"]["requests"]["memory"] = "48Gi"
+    assert rules.ray_worker_memory(cluster) == []  # one pipeline would fit...
+    (found,) = rules.ray_worker_memory(cluster, config_maps)  # ...two do not
+    assert "memory limit 48Gi < host footprint 70.0 GiB (2 pipeline(s)" in found
+    worker["env"] = [{"name": "MOCHI_GPUS_PER_WORKER", "value": "2"}]  # env wins over envFrom
+    assert rules.ray_worker_memory(cluster, config_maps) == []
+
+
 def test_object_store_must_be_explicit(cluster):
     del cluster["spec"]["workerGroupSpecs"][0]["rayStartParams"]["object-store-memory"]
     assert "--object-store-memory not set" in rules.ray_worker_memory(cluster)[0]
@@ -153,3 +167,39 @@ def test_policy_pack_wraps_every_rule(monkeypatch):
 
     policies["ray-start-flags"].validate(Args(), violations.append)
     assert violations and "ray-client-server-host" in violations[0]
+
+
+def test_policy_pack_checks_ray_memory_against_the_whole_stack(monkeypatch, objects):
+    import importlib
+    import sys
+
+    import pulumi_policy
+
+    captured = {}
+    monkeypatch.setattr(
+        pulumi_policy, "PolicyPack", lambda **kwargs: captured.update(kwargs) or None
+    )
+    sys.modules.pop("policy.__main__", None)
+    importlib.import_module("policy.__main__")
+    policy = {p.name: p for p in captured["policies"]}["ray-worker-memory"]
+    assert isinstance(policy, pulumi_policy.StackValidationPolicy)
+
+    class Resource:
+        def __init__(self, obj):
+            self.resource_type = f"kubernetes:{obj['apiVersion']}:{obj['kind']}"
+            self.props, self.urn = obj, f"urn:{obj['kind']}:{obj['metadata']['name']}"
+
+    class Args:
+        resources = [Resource(obj) for obj in objects["prod"]]
+
+    violations = []
+    policy.validate(Args(), lambda message, urn=None: violations.append((message, urn)))
+    assert violations == []
+    broken = copy.deepcopy(objects["prod"])
+    cluster = one(broken, "RayCluster", naming.RAY_CLUSTER)
+    worker = cluster["spec"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
+    worker["resources"]["limits"]["memory"] = "48Gi"
+    Args.resources = [Resource(obj) for obj in broken]
+    policy.validate(Args(), lambda message, urn=None: violations.append((message, urn)))
+    ((message, urn),) = violations
+    assert "2 pipeline(s)" in message and urn == f"urn:RayCluster:{naming.RAY_CLUSTER}"

@@ -154,7 +154,7 @@ def test_prod_workers_get_gpus_memory_and_shm_from_config(objects):
     assert group["replicas"] == 2
     assert worker["resources"]["limits"] == worker["resources"]["requests"]
     assert worker["resources"]["limits"]["nvidia.com/gpu"] == "2"
-    assert worker["resources"]["limits"]["memory"] == "48Gi"
+    assert worker["resources"]["limits"]["memory"] == "80Gi"
     assert group["rayStartParams"]["object-store-memory"] == str(8 * 2**30)
     shm = next(v for v in pod["volumes"] if v["name"] == "dshm")["emptyDir"]
     assert shm == {"medium": "Memory", "sizeLimit": "8Gi"}
@@ -165,6 +165,31 @@ def test_prod_workers_get_gpus_memory_and_shm_from_config(objects):
     head = cluster["spec"]["headGroupSpec"]
     assert head["serviceType"] == "ClusterIP"
     assert head["rayStartParams"]["dashboard-host"] == "0.0.0.0"
+
+
+def test_every_gpu_of_a_worker_pod_runs_a_pipeline(objects):
+    # Service "worker" = one GenerationWorker actor, one pipeline on MOCHI_GPUS_PER_WORKER GPUs.
+    prod = one(objects["prod"], "ConfigMap", naming.SETTINGS_CONFIG_MAP)["data"]
+    assert (prod["MOCHI_WORKERS"], prod["MOCHI_GPUS_PER_WORKER"]) == ("4", "1")  # 2 pods x 2 GPUs
+    assert prod["MOCHI_WORKER_HOST_MEMORY_GIB"] == "40"  # one actor's share of 80 Gi
+    dev = one(objects["dev"], "ConfigMap", naming.SETTINGS_CONFIG_MAP)["data"]
+    assert (dev["MOCHI_WORKERS"], dev["MOCHI_GPUS_PER_WORKER"]) == ("1", "0")  # CPU: 1 per pod
+    objects_2 = render.kubernetes_objects(run_stack("prod", **{"mochi:gpusPerPipeline": "2"}))
+    data = one(objects_2, "ConfigMap", naming.SETTINGS_CONFIG_MAP)["data"]
+    assert (data["MOCHI_WORKERS"], data["MOCHI_GPUS_PER_WORKER"]) == ("2", "2")
+
+
+def test_supervisor_probes_its_health_endpoints(objects):
+    for stack in STACKS:
+        deployment = one(objects[stack], "Deployment", naming.SUPERVISOR)
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert container["ports"] == [
+            {"name": "health", "containerPort": naming.SUPERVISOR_HEALTH_PORT}
+        ]
+        assert f"--health-port={naming.SUPERVISOR_HEALTH_PORT}" in container["command"]
+        assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
+        assert "exec" not in container["livenessProbe"]
 
 
 def test_plain_mode_renders_ray_as_deployments():

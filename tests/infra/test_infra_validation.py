@@ -50,7 +50,8 @@ def test_each_name_and_type_rule(key, value, expected):
 
 
 def test_worker_memory_below_the_memory_model_footprint_names_key_value_and_limit():
-    # The field report's first worker: 32 Gi limit, 16 GB object store.
+    # The field report's first worker (32 Gi limit, 16 GB object store), with prod's two
+    # pipelines per pod (2 GPUs, 1 per pipeline).
     found = problems(
         "prod",
         **{
@@ -61,7 +62,8 @@ def test_worker_memory_below_the_memory_model_footprint_names_key_value_and_limi
     )
     problem = found["mochi:rayWorkerMemory"]
     assert problem.value == "32Gi"
-    assert "host footprint 47.4 GiB" in problem.message and "OOM" in problem.message
+    assert "host footprint 76.9 GiB" in problem.message and "OOM" in problem.message
+    assert "2 pipeline(s) of genmo/mochi-1-preview" in problem.message
     assert str(problem).startswith("mochi:rayWorkerMemory = '32Gi': ")
 
 
@@ -84,6 +86,30 @@ def test_gpus_per_worker_cannot_exceed_a_node():
     )
 
 
+def test_worker_memory_counts_every_pipeline_of_the_pod():
+    # 48 Gi held one pipeline; with a pipeline on each of the pod's 2 GPUs it needs 70 GiB.
+    found = problems("prod", **{"mochi:rayWorkerMemory": "48Gi"})
+    assert "host footprint 70.0 GiB" in found["mochi:rayWorkerMemory"].message
+    # One pipeline on both GPUs: 48 Gi is enough again (and the quota too).
+    config.load(
+        {
+            **render.stack_config("prod"),
+            "mochi:rayWorkerMemory": "48Gi",
+            "mochi:gpusPerPipeline": "2",
+        }.get
+    )
+
+
+def test_gpus_per_pipeline_must_divide_gpus_per_worker():
+    found = problems("prod", **{"mochi:gpusPerPipeline": 3})
+    problem = found["mochi:gpusPerPipeline"]
+    assert problem.value == 3
+    assert "does not divide mochi:gpusPerWorker = 2" in problem.message
+    assert "2 GPU(s) per pod would sit idle" in problem.message
+    found = problems("prod", **{"mochi:gpusPerPipeline": 0})
+    assert "must be at least 1" in found["mochi:gpusPerPipeline"].message
+
+
 def test_largest_admitted_job_must_fit_the_gpu():
     found = problems("prod", **{"mochi:gpuMemoryGib": 24})
     message = found["mochi:gpuMemoryGib"].message
@@ -99,10 +125,11 @@ def test_full_model_needs_gpus_and_gpu_workers_need_a_node_selector():
 
 
 def test_quota_counts_every_pod_and_the_rollout_surge():
-    # The field report's 128 Gi quota: prod needs 128.5 GiB at the worst moment of a rollout.
+    # The field report's 128 Gi quota: prod needs 192.5 GiB at the worst moment of a rollout.
     found = problems("prod", **{"mochi:quotaRequestsMemory": "128Gi"})
     message = found["mochi:quotaRequestsMemory"].message
-    assert "128.5 GiB" in message and "api 4x2Gi" in message and "surge" in message
+    assert "192.5 GiB" in message and "api 4x2Gi" in message and "surge" in message
+    assert "ray-worker 2x80Gi" in message
     found = problems(
         "prod", **{"mochi:quotaGpus": 2, "mochi:quotaPods": 9, "mochi:quotaRequestsCpu": "40"}
     )

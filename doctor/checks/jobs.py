@@ -1,0 +1,232 @@
+"""Jobs, live (the job store in Redis): leases that expired with nobody reaping them, jobs
+queued while no worker can take them, jobs no live worker can run, jobs running on a worker
+that no longer exists, and a spike of failed jobs."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from doctor.inventory import Inventory
+from doctor.registry import Hit, check
+from service.memory_model import plan_generation, profile_for
+
+FIRST_FEW = 5
+WORKER_SEEN_SECONDS = 30.0  # twice the service's default worker TTL
+QUEUED_TOO_LONG_SECONDS = 120.0
+FAILED_WINDOW_SECONDS = 900.0
+FAILED_SPIKE_COUNT = 3
+FAILED_SPIKE_SHARE = 0.2
+ACTIVE = ("starting", "running")
+
+
+def _jobs(inventory: Inventory) -> dict:
+    return inventory.state.get("jobs") or {}
+
+
+def _ids(jobs: list[dict]) -> str:
+    shown = ", ".join(str(j.get("id")) for j in jobs[:FIRST_FEW])
+    more = f" and {len(jobs) - FIRST_FEW} more" if len(jobs) > FIRST_FEW else ""
+    return shown + more
+
+
+def _resource(jobs: list[dict]) -> str:
+    return f"job/{jobs[0].get('id')}" if len(jobs) == 1 else "job/*"
+
+
+def live_workers(state: dict) -> dict[str, dict]:
+    now = state.get("server_time") or 0
+    seen = state.get("workers_seen") or {}
+    infos = state.get("workers") or {}
+    return {w: infos.get(w) or {} for w, t in seen.items() if now - float(t) <= WORKER_SEEN_SECONDS}
+
+
+@check(
+    "JOB001",
+    "error",
+    "jobs",
+    "Jobs in starting/running whose lease expired: the reaper is not doing its work",
+    "Enable the reaper (MOCHI_REAPER_ENABLED=true) and keep the supervisor and the pool "
+    "running; the reaper requeues or fails these jobs.",
+)
+def expired_leases(inventory: Inventory):
+    state = _jobs(inventory)
+    now = state.get("server_time")
+    if not now:
+        return
+    expired = []
+    for job in state.get("jobs") or []:
+        lease_end, beat = job.get("lease_expires"), job.get("heartbeat_at")
+        if job.get("status") not in ACTIVE or not lease_end or not beat:
+            continue
+        grace = max(2.0, 0.2 * (lease_end - beat))
+        if now - lease_end > grace:
+            expired.append(job)
+    if not expired:
+        return
+    oldest = min(expired, key=lambda j: j["lease_expires"])
+    yield Hit(
+        _resource(expired),
+        f"{len(expired)} job(s) still {oldest.get('status')} although their lease expired "
+        f"(oldest {now - oldest['lease_expires']:.0f}s ago, last heartbeat "
+        f"{now - oldest['heartbeat_at']:.0f}s ago): their worker stopped and nothing reaps them, "
+        f"so they stay RUNNING forever: {_ids(expired)}",
+        f"job {oldest.get('id')}: status {oldest.get('status')}, worker {oldest.get('worker')}, "
+        f"lease_expires {oldest['lease_expires']:.0f} < server time {now:.0f}",
+    )
+
+
+@check(
+    "JOB002",
+    "error",
+    "jobs",
+    "Jobs queued for long while no worker is alive or free",
+    "Bring the pool back (RAY008, RAY009) or add workers; the queue drains once a worker is free.",
+)
+def queued_without_workers(inventory: Inventory):
+    state = _jobs(inventory)
+    now = state.get("server_time")
+    if not now:
+        return
+    waiting = [
+        j
+        for j in state.get("jobs") or []
+        if j.get("status") == "queued"
+        and now - (j.get("created_at") or now) > QUEUED_TOO_LONG_SECONDS
+    ]
+    if not waiting:
+        return
+    alive = live_workers(state)
+    busy = {j.get("worker") for j in state.get("jobs") or [] if j.get("status") in ACTIVE}
+    free = set(alive) - busy
+    if free:
+        return
+    oldest = min(waiting, key=lambda j: j.get("created_at") or now)
+    why = "no worker is alive" if not alive else f"all {len(alive)} live worker(s) are busy"
+    yield Hit(
+        _resource(waiting),
+        f"{len(waiting)} job(s) queued for more than {QUEUED_TOO_LONG_SECONDS:g}s and {why}: "
+        f"{_ids(waiting)}",
+        f"oldest job {oldest.get('id')} queued {now - (oldest.get('created_at') or now):.0f}s; "
+        f"queue length {state.get('queue_length')}; live workers {len(alive)}",
+        severity=None if not alive else "warning",
+    )
+
+
+def _fits(job: dict, worker: dict) -> bool | None:
+    params = job.get("params") or {}
+    memory = worker.get("device_memory_gib")
+    if not memory:
+        return None
+    plan = plan_generation(
+        profile_for(str(worker.get("model") or "")),
+        int(params.get("num_frames", 31)),
+        int(params.get("height", 480)),
+        int(params.get("width", 848)),
+        float(params.get("guidance_scale", 4.5)),
+        float(memory),
+    )
+    return plan.fits
+
+
+@check(
+    "JOB003",
+    "error",
+    "jobs",
+    "Queued jobs whose parameters no live worker can run",
+    "Add workers with more GPU memory, or lower the admission limits so the API refuses such "
+    "jobs (the memory model decides).",
+)
+def jobs_nobody_can_run(inventory: Inventory):
+    state = _jobs(inventory)
+    workers = live_workers(state)
+    if not workers:
+        return
+    hopeless = []
+    for job in state.get("jobs") or []:
+        if job.get("status") != "queued":
+            continue
+        answers = [_fits(job, info) for info in workers.values()]
+        if answers and all(a is False for a in answers):
+            hopeless.append(job)
+    if hopeless:
+        params = hopeless[0].get("params") or {}
+        memories = sorted({w.get("device_memory_gib") for w in workers.values()})
+        yield Hit(
+            _resource(hopeless),
+            f"{len(hopeless)} queued job(s) do not fit any live worker by the memory model: "
+            f"{_ids(hopeless)}",
+            f"job {hopeless[0].get('id')}: {params.get('num_frames')} frames "
+            f"{params.get('height')}x{params.get('width')}; worker device memory GiB: {memories}",
+        )
+
+
+@check(
+    "JOB004",
+    "error",
+    "jobs",
+    "Jobs marked running on a worker or actor that no longer exists",
+    "Enable the reaper so their leases expire into the queue; find why the worker died "
+    "(RAY009, MEM005).",
+)
+def jobs_on_missing_workers(inventory: Inventory):
+    state = _jobs(inventory)
+    if not state.get("server_time"):
+        return
+    actors = (inventory.state.get("ray") or {}).get("actors")
+    alive_pids = None
+    if isinstance(actors, list):
+        alive_pids = {
+            str(a.get("pid"))
+            for a in actors
+            if a.get("class_name") == "_ActorWorker" and a.get("state") == "ALIVE"
+        }
+    seen = live_workers(state)
+    orphans = []
+    for job in state.get("jobs") or []:
+        worker = str(job.get("worker") or "")
+        if job.get("status") not in ACTIVE or not worker:
+            continue
+        pid = worker.split(":")[1] if worker.count(":") >= 2 else ""
+        gone = pid not in alive_pids if alive_pids is not None else worker not in seen
+        if gone:
+            orphans.append(job)
+    if orphans:
+        yield Hit(
+            _resource(orphans),
+            f"{len(orphans)} job(s) are marked {orphans[0].get('status')} on a worker that no "
+            f"longer exists: {_ids(orphans)}",
+            f"job {orphans[0].get('id')}: worker {orphans[0].get('worker')} is "
+            + (
+                "not a live worker actor (by pid)" if alive_pids is not None else "not heartbeating"
+            ),
+        )
+
+
+@check(
+    "JOB005",
+    "warning",
+    "jobs",
+    "A spike of failed jobs",
+    "Read the most common error in the evidence and its runbook (output volume: PERM005; "
+    "memory: MEM004/MEM005); fix it, then resubmit the failed jobs.",
+)
+def failed_spike(inventory: Inventory):
+    state = _jobs(inventory)
+    now = state.get("server_time")
+    if not now:
+        return
+    recent = [
+        j
+        for j in state.get("jobs") or []
+        if j.get("finished_at") and now - j["finished_at"] <= FAILED_WINDOW_SECONDS
+    ]
+    failed = [j for j in recent if j.get("status") == "failed"]
+    if len(failed) < FAILED_SPIKE_COUNT or len(failed) < FAILED_SPIKE_SHARE * len(recent):
+        return
+    error, count = Counter((j.get("error") or "?") for j in failed).most_common(1)[0]
+    yield Hit(
+        "job/*",
+        f"{len(failed)} of {len(recent)} jobs finished in the last {FAILED_WINDOW_SECONDS / 60:g}"
+        f" minutes failed: {_ids(failed)}",
+        f"most common error ({count}x): {error}"[:400],
+    )

@@ -1,0 +1,181 @@
+"""A live read: every component probed at once, each probe with its own timeout, the whole read
+inside the run's deadline. What could not be read becomes a probe failure (a finding), never an
+exception: the doctor reports an unreachable component, it does not die of it."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from doctor.inventory import Inventory
+from doctor.sources.files import InputError
+from doctor.sources.output_probe import write_probe
+from doctor.sources.probe import Deadline, Probe, describe, failure_kind, redact_url, tcp_probe
+
+LOCAL_FILE = "local.json"
+# Rendering and writing the report after the read needs a moment of the deadline.
+RENDER_RESERVE = 0.1
+RENDER_RESERVE_MAX = 1.0
+
+
+@dataclass
+class LiveOptions:
+    context: str | None = None
+    namespace: str | None = None
+    ray_address: str | None = None
+    dashboard_url: str | None = None
+    redis_url: str | None = None
+    redis_password: str | None = None
+    api_url: str | None = None
+    output_dir: str | None = None
+    kubernetes: bool = False
+    probe_from_pod: bool = False
+    timeout: float = 30.0
+
+    @property
+    def wanted(self) -> bool:
+        return bool(self.kubernetes or self.ray_address or self.redis_url or self.api_url)
+
+
+def local_addresses(path: str) -> dict:
+    """`.mochi/local.json`, or the folder holding it: what `mochi local` wrote."""
+    file = Path(path)
+    if file.is_dir() or not file.suffix:
+        file = file / LOCAL_FILE
+    try:
+        data = json.loads(file.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{file} not found: is `mochi local` running?") from None
+    except (OSError, ValueError) as error:
+        raise InputError(f"{file}: cannot read: {error}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{file}: not an address file")
+    return data
+
+
+def options_from_local(path: str, timeout: float) -> LiveOptions:
+    data = local_addresses(path)
+    return LiveOptions(
+        ray_address=data.get("ray_address"),
+        dashboard_url=data.get("dashboard_url"),
+        redis_url=data.get("redis_url"),
+        api_url=data.get("api_url"),
+        output_dir=data.get("output_dir"),
+        timeout=timeout,
+    )
+
+
+def read_live(options: LiveOptions, inventory: Inventory | None = None) -> Inventory:
+    inventory = inventory or Inventory(source="live")
+    inventory.source = "live"
+    deadline = Deadline(options.timeout)
+    reserve = min(RENDER_RESERVE_MAX, options.timeout * RENDER_RESERVE)
+    read_deadline = Deadline(max(0.1, options.timeout - reserve))
+    # Probes give up a little before the read does, so each names its own failure.
+    probe_deadline = Deadline(max(0.05, read_deadline.seconds - reserve))
+    tasks, targets = _tasks(options, probe_deadline)
+    from doctor.sources.probe import run_with_deadline
+
+    results, errors, pending = run_with_deadline(tasks, read_deadline)
+    probes: list[Probe] = []
+    for name, value in results.items():
+        probes.extend(_apply(name, value, inventory))
+    for name, error in errors.items():
+        probes.append(Probe(name, targets[name], False, failure_kind(error), describe(error)))
+    for name in pending:
+        probes.append(
+            Probe(
+                name,
+                targets[name],
+                False,
+                "timeout",
+                f"no answer within the run's deadline ({options.timeout:g}s)",
+            )
+        )
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and "kubernetes" in results:
+        probes.extend(_address_probes(inventory, deadline))
+    inventory.state["probes"] = [p.to_dict() for p in probes]
+    return inventory
+
+
+def _tasks(options: LiveOptions, deadline: Deadline):
+    from doctor.sources.kube_live import read_kubernetes
+    from doctor.sources.ray_live import read_ray
+    from doctor.sources.redis_live import read_redis
+    from doctor.sources.service_live import read_service
+
+    password = options.redis_password or os.environ.get("MOCHI_REDIS_PASSWORD") or None
+    tasks, targets = {}, {}
+    if options.kubernetes:
+        tasks["kubernetes"] = lambda: read_kubernetes(
+            options.context, options.namespace, deadline, options.probe_from_pod
+        )
+        targets["kubernetes"] = options.context or "kubeconfig"
+    if options.ray_address:
+        tasks["ray"] = lambda: read_ray(options.ray_address, options.dashboard_url, deadline)
+        targets["ray"] = options.dashboard_url or options.ray_address
+    if options.redis_url:
+        tasks["redis"] = lambda: read_redis(options.redis_url, password, deadline)
+        targets["redis"] = redact_url(options.redis_url)
+    if options.api_url:
+        tasks["api"] = lambda: read_service(options.api_url, deadline)
+        targets["api"] = options.api_url
+    if options.output_dir:
+        tasks["output"] = lambda: write_probe(options.output_dir)
+        targets["output"] = options.output_dir
+    return tasks, targets
+
+
+def _apply(name: str, value, inventory: Inventory) -> list[Probe]:
+    if name == "kubernetes":
+        for obj in value.objects:
+            inventory.add(obj, origin=f"live:{value.server}")
+        inventory.state["kubernetes"] = {
+            "server": value.server,
+            "namespace": value.namespace,
+            "errors": value.errors,
+        }
+        if value.logs:
+            inventory.state["logs"] = value.logs
+        return value.probes
+    if name == "ray":
+        state, probes = value
+        inventory.state["ray"] = state
+        return probes
+    if name == "redis":
+        state, jobs, probe = value
+        inventory.state["redis"] = state
+        if jobs:
+            inventory.state["jobs"] = jobs
+        return [probe]
+    if name == "api":
+        state, probe = value
+        inventory.state["service"] = state
+        return [probe]
+    return [value]  # output: a Probe
+
+
+def _address_probes(inventory: Inventory, deadline: Deadline) -> list[Probe]:
+    """In a pod, every address the deployment names is probed from where the doctor runs."""
+    from doctor.addresses import is_bind_or_loopback
+    from doctor.checks.connectivity import all_addresses
+    from doctor.sources.probe import run_with_deadline
+
+    targets = {}
+    for address in all_addresses(inventory):
+        if address.port and address.host and not is_bind_or_loopback(address.host):
+            targets.setdefault(f"{address.host}:{address.port}", address)
+    tasks = {
+        key: (lambda a=a: tcp_probe("address", a.host, a.port, deadline, resource=a.resource))
+        for key, a in targets.items()
+    }
+    results, errors, pending = run_with_deadline(tasks, deadline)
+    probes = list(results.values())
+    for key in list(errors) + pending:
+        address = targets[key]
+        probes.append(
+            Probe("address", key, False, "timeout", "no answer", resource=address.resource)
+        )
+    return probes

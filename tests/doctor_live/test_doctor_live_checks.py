@@ -1,0 +1,231 @@
+"""Every live check fires on recorded live state, and stays quiet on healthy state; a snapshot
+written from it redacts secrets and diagnoses the same offline."""
+
+from __future__ import annotations
+
+import json
+
+from doctor.diagnose import diagnose
+from doctor.inventory import Inventory
+from doctor.registry import all_checks
+from doctor.sources import load_snapshot
+from doctor.sources.record import redact_text, write_snapshot
+
+LIVE_MODULES = {
+    "doctor.checks.gpu_usage",
+    "doctor.checks.jobs",
+    "doctor.checks.ray_state",
+    "doctor.checks.reachability",
+    "doctor.checks.redis_config",
+    "doctor.checks.service",
+}
+NOW = 1_800_000_000.0
+WORKER = "node-1:4242:0"
+
+
+def job(id_: str, status: str, **fields) -> dict:
+    return {"id": id_, "status": status, "worker": "", "params": {}, "metrics": {}, **fields}
+
+
+def faulty_state() -> dict:
+    gpu_node = {"CPU": 8.0, "memory": 6.4e10}
+    return {
+        "probes": [
+            {
+                "component": "redis",
+                "target": "redis://redis:6379/0",
+                "ok": False,
+                "kind": "dns",
+                "detail": "gaierror: Name or service not known",
+                "where": "doctor",
+            },
+            {
+                "component": "output",
+                "target": "/data/videos",
+                "ok": False,
+                "kind": "error",
+                "detail": "uid 1000: PermissionError: [Errno 13] Permission denied",
+                "where": "doctor",
+            },
+        ],
+        "ray": {
+            "address": "ray-head:6379",
+            "client": {"ray": "2.9.0", "python": "3.11"},
+            "version": {"ray_version": "2.60.0"},
+            "gcs_health": {"healthy": False, "detail": "GCS unavailable"},
+            "nodes": [
+                {
+                    "node_ip": "10.0.0.1",
+                    "is_head_node": True,
+                    "state": "ALIVE",
+                    "resources_total": gpu_node,
+                },
+                {
+                    "node_ip": "10.0.0.2",
+                    "is_head_node": False,
+                    "state": "DEAD",
+                    "state_message": "health check failed",
+                    "resources_total": gpu_node,
+                },
+            ],
+            "actors": [
+                {
+                    "class_name": "_ActorWorker",
+                    "name": "worker-0",
+                    "ray_namespace": "mochi",
+                    "state": "ALIVE",
+                    "pid": 4242,
+                    "num_restarts": "3",
+                    "required_resources": {},
+                },
+                {
+                    "class_name": "_ActorWorker",
+                    "name": "worker-1",
+                    "ray_namespace": "mochi",
+                    "state": "PENDING_CREATION",
+                    "required_resources": {"GPU": 1.0},
+                },
+            ],
+            "pending_tasks": [
+                {
+                    "task_id": "t1",
+                    "name": "generate",
+                    "state": "PENDING_NODE_ASSIGNMENT",
+                    "required_resources": {"GPU": 1.0, "CPU": 1.0},
+                },
+            ],
+            "jobs": [{"submission_id": "mochi-pool-1", "status": "FAILED"}],
+        },
+        "redis": {
+            "url": "redis://redis:6379/0",
+            "reachable": True,
+            "password_used": False,
+            "info": {"aof_enabled": 0, "evicted_keys": 12, "maxmemory_policy": "allkeys-lru"},
+            "config": {
+                "save": "",
+                "appendonly": "no",
+                "maxmemory-policy": "allkeys-lru",
+                "requirepass": "",
+                "bind": "* -::*",
+            },
+        },
+        "jobs": {
+            "server_time": NOW,
+            "pool_submission": "mochi-pool-1",
+            "workers": {WORKER: {"model": "genmo/mochi-1-preview", "device_memory_gib": 24.0}},
+            "workers_seen": {WORKER: NOW - 1, "node-2:99:0": NOW - 600},
+            "jobs": [
+                job(
+                    "a" * 32,
+                    "running",
+                    worker=WORKER,
+                    heartbeat_at=NOW - 100,
+                    lease_expires=NOW - 70,
+                ),
+                job(
+                    "b" * 32,
+                    "running",
+                    worker="node-2:99:0",
+                    heartbeat_at=NOW - 1,
+                    lease_expires=NOW + 29,
+                ),
+                job(
+                    "c" * 32,
+                    "queued",
+                    created_at=NOW - 900,
+                    params={"num_frames": 163, "height": 480, "width": 848},
+                ),
+                *[
+                    job(f"{i:032x}", "failed", finished_at=NOW - 60, error="output full")
+                    for i in range(4)
+                ],
+                job(
+                    "d" * 32,
+                    "succeeded",
+                    finished_at=NOW - 30,
+                    worker=WORKER,
+                    metrics={"peak_gpu_gib": 30.0, "predicted_peak_gib": 20.0},
+                ),
+            ],
+        },
+        "service": {
+            "url": "http://api:8000",
+            "readyz": {"status": 503, "body": {"ready": False, "reason": "redis unreachable"}},
+        },
+    }
+
+
+def faulty_inventory() -> Inventory:
+    inventory = Inventory(source="live")
+    inventory.state.update(faulty_state())
+    inventory.add(
+        {
+            "kind": "ConfigMap",
+            "metadata": {"name": "mochi", "namespace": "mochi"},
+            "data": {"MOCHI_WORKERS": "2", "MOCHI_REDIS_URL": "redis://:s3cretpw@redis:6379"},
+        }
+    )
+    inventory.add(
+        {
+            "kind": "Pod",
+            "metadata": {
+                "name": "ray-worker-x",
+                "namespace": "mochi",
+                "labels": {"ray.io/node-type": "worker"},
+            },
+            "status": {"containerStatuses": [{"image": "rayproject/ray:2.9.0-py310"}]},
+        }
+    )
+    return inventory
+
+
+def test_every_live_check_fires():
+    live_codes = {c.code for c in all_checks() if c.run.__module__ in LIVE_MODULES}
+    fired = {f.code for f in diagnose(faulty_inventory()).findings}
+    assert live_codes - fired == set()
+
+
+def test_healthy_state_is_quiet():
+    inventory = Inventory(source="live")
+    state = faulty_state()
+    inventory.state.update(
+        {
+            "probes": [{"component": "redis", "target": "x", "ok": True}],
+            "jobs": {
+                "server_time": NOW,
+                "jobs": [],
+                "workers": {},
+                "workers_seen": {},
+                "pool_submission": "mochi-pool-1",
+            },
+            "ray": {
+                **state["ray"],
+                "client": {"ray": "2.60.0"},
+                "gcs_health": {"healthy": True},
+                "nodes": state["ray"]["nodes"][:1],
+                "pending_tasks": [],
+                "actors": [{**state["ray"]["actors"][0], "num_restarts": "0"}],
+                "jobs": [{"submission_id": "mochi-pool-1", "status": "RUNNING"}],
+            },
+        }
+    )
+    assert diagnose(inventory).findings == []
+
+
+def test_snapshot_redacts_and_diagnoses_the_same(tmp_path):
+    inventory = faulty_inventory()
+    write_snapshot(inventory, str(tmp_path))
+    text = "".join(p.read_text() for p in tmp_path.iterdir())
+    assert "s3cretpw" not in text
+    offline = load_snapshot(str(tmp_path))
+    live = {(f.code, f.resource, f.evidence) for f in diagnose(inventory).findings}
+    again = {(f.code, f.resource, f.evidence) for f in diagnose(offline).findings}
+    assert live == again
+
+
+def test_redact_text():
+    text = "redis://:hunter22@redis:6379 token=abcdefgh Bearer xyz.abc.def mk_" + "a" * 30
+    redacted = redact_text(text)
+    for secret in ("hunter22", "abcdefgh", "xyz.abc.def", "a" * 30):
+        assert secret not in redacted, redacted
+    assert json.dumps(redacted)
