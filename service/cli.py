@@ -31,6 +31,7 @@ def cmd_local(args) -> int:
         settings=Settings(workers=args.workers, lease_seconds=args.lease_seconds),
     )
     stack.start()
+    print(f"web page   {stack.api_url}/web/")
     print(f"api key    {stack.api_key}")
     print(f"addresses  {stack.address_file}")
     print("Ctrl-C stops everything this command started.")

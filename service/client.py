@@ -26,7 +26,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +47,13 @@ from service.params import (
 EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 EXIT_AUTH, EXIT_NOT_FOUND, EXIT_INVALID, EXIT_CONFLICT = 4, 5, 6, 7
 EXIT_RATE_LIMITED, EXIT_UNAVAILABLE, EXIT_WAIT_TIMEOUT = 8, 9, 10
-EXIT_BY_STATUS = {401: EXIT_AUTH, 404: EXIT_NOT_FOUND, 409: EXIT_CONFLICT, 422: EXIT_INVALID}
-EXIT_BY_STATUS[429] = EXIT_RATE_LIMITED
+EXIT_BY_STATUS = {
+    401: EXIT_AUTH,
+    404: EXIT_NOT_FOUND,
+    409: EXIT_CONFLICT,
+    422: EXIT_INVALID,
+    429: EXIT_RATE_LIMITED,
+}
 ENDED = ("succeeded", "failed", "canceled")
 POLL_SECONDS = 0.25
 HTTP_TIMEOUT_SECONDS = 30.0
@@ -62,19 +67,20 @@ class ClientError(Exception):
         self.exit_code = exit_code
 
 
-@dataclass
 class ApiError(ClientError):
-    status: int
-    error: str
-    fields: list[dict[str, str]] = field(default_factory=list)
-    retry_after: str | None = None
+    """A refusal from the API: its status, message, per-field problems and Retry-After."""
 
-    def __post_init__(self):
-        if self.status in EXIT_BY_STATUS:
-            code = EXIT_BY_STATUS[self.status]
-        else:
-            code = EXIT_UNAVAILABLE if self.status >= 500 else EXIT_JOB_FAILED
-        super().__init__(self.describe(), code)
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        fields: list[dict[str, str]] | None = None,
+        retry_after: str | None = None,
+    ):
+        self.status, self.error = status, error
+        self.fields, self.retry_after = fields or [], retry_after
+        otherwise = EXIT_UNAVAILABLE if status >= 500 else EXIT_JOB_FAILED
+        super().__init__(self.describe(), EXIT_BY_STATUS.get(status, otherwise))
 
     def describe(self) -> str:
         lines = [f"{self.error} (HTTP {self.status})"]
@@ -139,7 +145,9 @@ class MochiClient:
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.TimeoutException as error:
-            raise ClientError(f"the API at {self.url} did not answer: {error}", EXIT_UNREACHABLE)
+            raise ClientError(
+                f"the API at {self.url} did not answer in time: {error}", EXIT_UNREACHABLE
+            ) from None
         except httpx.TransportError as error:
             raise ClientError(
                 f"cannot reach the API at {self.url}: {error or type(error).__name__}"

@@ -23,6 +23,7 @@ def run_demo(base_dir: Path, prompt: str) -> int:
     stack = LocalStack(base_dir=base_dir, api_port=free_port(), settings=Settings(workers=1))
     console.print("[bold]starting the local stack[/] (Redis, Ray, pool with the tiny model, API)")
     stack.start(progress=lambda line: console.print("  " + line))
+    console.print(f"  web page   {stack.api_url}/web/ (sign in with API key {stack.api_key})")
     try:
         path = _make_video(console, stack, prompt, base_dir.resolve() / "demo.mp4")
     finally:

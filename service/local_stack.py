@@ -56,7 +56,7 @@ class LocalStack:
             self._start_api(progress)
             self._wait_for_workers(ready_timeout)
         except BaseException:
-            self.stop()
+            self.stop(keep_logs=True)
             raise
         self._write_address_file()
         return self
@@ -76,7 +76,7 @@ class LocalStack:
 
     def _start_ray(self, progress) -> None:
         self.ray = RayHead(
-            self.base_dir / "ray",
+            self.base_dir,
             gcs_port=free_port(),
             dashboard_port=free_port(),
             num_cpus=self.settings.workers + 1,
@@ -131,7 +131,7 @@ class LocalStack:
             if time.monotonic() > deadline:
                 raise RuntimeError(
                     f"workers did not come up in {timeout:.0f}s; "
-                    f"see {self.base_dir / 'ray' / 'session_latest' / 'logs'}"
+                    f"see {self.ray.temp_dir / 'session_latest' / 'logs'}"
                 )
             time.sleep(0.2)
 
@@ -149,7 +149,7 @@ class LocalStack:
         self.address_file.write_text(json.dumps(self.addresses(), indent=2) + "\n")
         self.address_file.chmod(0o600)
 
-    def stop(self) -> None:
+    def stop(self, keep_logs: bool = False) -> None:
         if self._server is not None:
             self._server.should_exit = True
         if self.supervisor is not None:
@@ -157,7 +157,7 @@ class LocalStack:
         for thread in self._threads:
             thread.join(timeout=10)
         if self.ray is not None:
-            self.ray.stop()
+            self.ray.stop(keep_logs)
         if self.redis is not None:
             self.redis.stop()
         self.address_file.unlink(missing_ok=True)

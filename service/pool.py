@@ -50,8 +50,8 @@ def run_pool(settings: Settings, stop_after_seconds: float | None = None) -> Non
             actor = serving.pop(ref)
             try:
                 ray.get(ref)
-            except ray.exceptions.RayActorError as error:
-                log.warning("worker actor died (%s); Ray restarts it, serving again", error)
+            except ray.exceptions.RayError as error:  # died (Ray restarts it) or serve raised
+                log.warning("worker actor stopped serving (%s); serving again", error)
             serving[actor.serve.remote()] = actor
         _tick(store, settings)
 

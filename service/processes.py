@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,13 +127,18 @@ class RedisServer:
 
 @dataclass
 class RayHead:
-    """`ray start --head --block` in its own process group: stopping it stops only our Ray."""
+    """`ray start --head --block` in its own session: stopping it stops only our Ray.
 
-    temp_dir: Path
+    Ray's session files live in a short folder under /tmp: its socket paths must fit AF_UNIX's
+    107 bytes, which a deep state folder (a pytest tmp_path) can exceed. The log of `ray start`
+    goes to log_dir."""
+
+    log_dir: Path
     gcs_port: int
     dashboard_port: int
     num_cpus: int
     process: subprocess.Popen | None = None
+    temp_dir: Path | None = None
 
     @property
     def address(self) -> str:
@@ -143,7 +149,8 @@ class RayHead:
         return f"http://127.0.0.1:{self.dashboard_port}"
 
     def start(self, env: dict[str, str], timeout: float = 90.0) -> RayHead:
-        self.temp_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.temp_dir = Path(tempfile.mkdtemp(prefix="mochi-ray-", dir="/tmp"))
         ray_bin = Path(sys.executable).with_name("ray")
         command = [
             str(ray_bin),
@@ -159,11 +166,13 @@ class RayHead:
             "--num-gpus=0",
             f"--temp-dir={self.temp_dir}",
             f"--ray-client-server-port={free_port()}",
+            # Ray's default agent port (52365) is fixed: a second local cluster would collide.
+            f"--dashboard-agent-listen-port={free_port()}",
             # Its default (52365) is fixed: a second cluster on the machine would lose its agent.
             f"--dashboard-agent-listen-port={free_port()}",
             "--disable-usage-stats",
         ]
-        with open(self.temp_dir.parent / "ray-head.log", "ab") as log:
+        with open(self.log_dir / "ray-head.log", "ab") as log:
             self.process = subprocess.Popen(
                 command,
                 stdout=log,
@@ -180,7 +189,7 @@ class RayHead:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"ray start exited; see {self.temp_dir.parent}/ray-head.log")
+                raise RuntimeError(f"ray start exited; see {self.log_dir / 'ray-head.log'}")
             try:
                 response = httpx.get(f"{self.dashboard_url}/api/version", timeout=1)
                 if response.status_code == 200:
@@ -190,7 +199,9 @@ class RayHead:
             time.sleep(0.25)
         raise RuntimeError(f"Ray dashboard not up at {self.dashboard_url} after {timeout}s")
 
-    def stop(self) -> None:
+    def stop(self, keep_logs: bool = False) -> None:
         # Ray keeps no state worth a long graceful shutdown; what lingers is killed.
         if self.process:
             stop_process_group(self.process, timeout=3)
+        if self.temp_dir and not keep_logs:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)

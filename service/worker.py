@@ -25,6 +25,9 @@ from service.video import write_mp4_atomically
 
 log = logging.getLogger(__name__)
 IDLE_WAIT_SECONDS = 1.0
+# How long a finished job's outcome is retried while Redis is unreachable (a restart); past it
+# the video is dropped and the job comes back through its lease.
+FINISH_RETRY_SECONDS = 60.0
 
 
 class GenerationWorker:
@@ -95,14 +98,15 @@ class GenerationWorker:
         while max_jobs is None or done < max_jobs:
             try:
                 claim = self.store.claim(self.worker_id)
+                if claim is None:
+                    self.store.wait_for_work(IDLE_WAIT_SECONDS)
+                    continue
+                self.run(claim)
             except redis.RedisError as error:
-                log.warning("claim failed, retrying: %s", error)
+                # Redis down: whatever job was claimed comes back through its lease.
+                log.warning("job store unreachable, retrying: %s", error)
                 time.sleep(IDLE_WAIT_SECONDS)
                 continue
-            if claim is None:
-                self.store.wait_for_work(IDLE_WAIT_SECONDS)
-                continue
-            self.run(claim)
             done += 1
         return done
 
@@ -115,7 +119,7 @@ class GenerationWorker:
             self._current = None
         if outcome == "lost":
             return outcome
-        if not self.store.finish(claim, self.worker_id, outcome, error, video, metrics):
+        if not self._finish(claim, outcome, error, video, metrics):
             log.warning("job %s: result refused, lease lost meanwhile", claim.job_id)
             if video:
                 (self.output_dir / video).unlink(missing_ok=True)
@@ -124,15 +128,42 @@ class GenerationWorker:
         self._register()
         return outcome
 
+    def _finish(self, claim: Claim, outcome: str, error: str, video: str, metrics: dict) -> bool:
+        """Record the outcome, retrying while Redis is unreachable; the fence decides. A refusal
+        is checked against the record: a retried write whose first reply was lost reads as
+        refused, and its video must not be deleted."""
+        deadline = time.monotonic() + FINISH_RETRY_SECONDS
+        while True:
+            try:
+                if self.store.finish(claim, self.worker_id, outcome, error, video, metrics):
+                    return True
+                job = self.store.get(claim.job_id) or {}
+                recorded = [job.get(name) for name in ("worker", "attempts", "status", "video")]
+                return recorded == [self.worker_id, claim.attempt, outcome, video]
+            except redis.RedisError as failure:
+                if time.monotonic() > deadline:
+                    return False
+                log.warning(
+                    "job %s: recording the outcome failed, retrying: %s", claim.job_id, failure
+                )
+                time.sleep(IDLE_WAIT_SECONDS / 2)
+
     def _generate(self, claim: Claim) -> tuple[str, str, str, dict]:
         params = GenerationParams(**claim.params)
 
+        def beat(step: int) -> None:
+            try:
+                self._note(self.store.heartbeat(claim, self.worker_id, step))
+            except redis.RedisError as error:
+                # A Redis blip must not fail the job: the lease and the fenced finish decide.
+                log.warning("job %s: heartbeat failed: %s", claim.job_id, error)
+
         def on_step(step: int, total: int) -> None:
-            self._note(self.store.heartbeat(claim, self.worker_id, step))
+            beat(step)
             if self._stop_reason:
                 raise JobStopped(self._stop_reason)
 
-        self.store.heartbeat(claim, self.worker_id, 0)
+        beat(0)
         try:
             frames, metrics = self.engine.generate(params, on_step)
             name = f"{claim.job_id}-a{claim.attempt}.mp4"

@@ -293,7 +293,7 @@ function createItem(job) {
   video.hidden = true;
   video.setAttribute("aria-label", `Video of job ${job.id}: ${job.parameters.prompt}`);
   li.append(head, meta, progressRow, error, actions, video);
-  return { element: li, job: null, videoUrl: null, loading: false };
+  return { element: li, job: null, videoUrl: null, loading: false, canceling: false };
 }
 
 function updateItem(job) {
@@ -317,6 +317,8 @@ function updateItem(job) {
   li.querySelector(".job-error").textContent = job.error || "";
   const cancel = li.querySelector(".cancel");
   cancel.hidden = !ACTIVE.has(job.status);
+  cancel.disabled = item.canceling;
+  cancel.textContent = item.canceling ? "Canceling…" : "Cancel";
   li.querySelector(".show-video").hidden = !done || item.videoUrl !== null || item.loading;
   if (done && state.watched.has(job.id) && item.videoUrl === null && !item.loading) {
     loadVideo(job.id);
@@ -333,16 +335,17 @@ function removeItem(id) {
 
 async function cancelJob(id) {
   const item = state.items.get(id);
-  const button = item.element.querySelector(".cancel");
-  button.disabled = true;
+  // A running job stops at its next step: until then the button says so.
+  item.canceling = true;
+  updateItem(item.job);
   try {
     const response = await api("POST", `/v1/jobs/${id}/cancel`);
     updateItem(await response.json());
   } catch (failure) {
     if (failure.status === 401) return signOut("Your API key was refused (401); sign in again.");
+    item.canceling = false;
+    updateItem(item.job);
     item.element.querySelector(".job-error").textContent = failure.message;
-  } finally {
-    button.disabled = false;
   }
   return refresh();
 }
