@@ -168,8 +168,6 @@ class RayHead:
             f"--ray-client-server-port={free_port()}",
             # Ray's default agent port (52365) is fixed: a second local cluster would collide.
             f"--dashboard-agent-listen-port={free_port()}",
-            # Its default (52365) is fixed: a second cluster on the machine would lose its agent.
-            f"--dashboard-agent-listen-port={free_port()}",
             "--disable-usage-stats",
         ]
         with open(self.log_dir / "ray-head.log", "ab") as log:
