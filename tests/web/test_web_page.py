@@ -9,7 +9,8 @@ import httpx
 from service.params import MAX_FRAMES, MIN_FRAMES
 
 # Long enough (a few seconds on the tiny model) for the page to show steps in between.
-WATCHED_JOB = {"frames": "19", "height": "128", "width": "128", "steps": "50"}
+# Long enough (seconds, not one 400 ms poll) that the page shows progress between 0 and 100%.
+WATCHED_JOB = {"frames": "31", "height": "256", "width": "256", "steps": "120"}
 LONG_JOB = {"frames": "31", "height": "256", "width": "256", "steps": "200"}
 
 
@@ -98,9 +99,10 @@ def test_submit_watch_progress_to_100_percent_and_play_the_video(tab):
         if len(seen) == 3:
             tab.screenshot("1-progress")
         time.sleep(0.1)
-    assert any(0 < value < 50 for value in seen), f"no intermediate progress seen: {seen}"
-    assert item.locator(".progress-text").inner_text() == "50/50 steps (100%)"
-    assert page.evaluate("el => [el.value, el.max]", progress.element_handle()) == [50, 50]
+    steps = int(WATCHED_JOB["steps"])
+    assert any(0 < value < steps for value in seen), f"no intermediate progress seen: {seen}"
+    assert item.locator(".progress-text").inner_text() == f"{steps}/{steps} steps (100%)"
+    assert page.evaluate("el => [el.value, el.max]", progress.element_handle()) == [steps, steps]
 
     video = item.locator("video")
     video.wait_for(state="visible")
