@@ -300,15 +300,18 @@ def connect(settings, socket_timeout: float = 10.0) -> redis.Redis:
 
 
 def connect_async(settings, socket_timeout: float = 5.0):
-    """The asyncio twin of connect(), for the API's hot path."""
+    """The asyncio twin of connect(), for the API's submit path. No automatic retry: a submit
+    whose reply was lost must not be sent twice (the client retries, with its idempotency key)."""
     import redis.asyncio
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
 
     return redis.asyncio.Redis.from_url(
         settings.redis_url,
         password=settings.redis_password or None,
         socket_timeout=socket_timeout,
         socket_connect_timeout=min(5.0, socket_timeout),
-        health_check_interval=10,
+        retry=Retry(NoBackoff(), 0),
     )
 
 
