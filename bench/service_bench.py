@@ -192,7 +192,7 @@ def bench_job_gaps(jobs: int) -> dict:
     return {
         "jobs": jobs,
         "succeeded": sum(job["status"] == "succeeded" for job in records),
-        "model_loads": info["loads"],
+        "model_loads": info["pipeline_loads"],
         "load_seconds_at_worker_start": info["load_seconds"],
         "first_job_seconds": durations[0],
         "median_later_job_seconds": statistics.median(durations[1:]),

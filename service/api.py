@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -214,11 +213,11 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> FastAPI
             settings.rate_limit_per_minute,
         )
 
-    def accepted(outcome) -> JSONResponse:
+    def accepted(outcome: tuple[dict[str, Any], bool]) -> dict[str, Any]:
         job, created = outcome
         if created:
             metrics.submitted.inc()
-        return JSONResponse(public_job(job), status_code=202)
+        return public_job(job)
 
     # The hot path reads its headers and body itself: FastAPI's dependency and body machinery
     # cost as much as the rest of the request. The OpenAPI document still describes both.
@@ -234,7 +233,8 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> FastAPI
         job = submission("key", auth.digest(key), params, request.headers.get("idempotency-key"))
         submit_script = app.state.submit_script
         with _submission_errors(settings):
-            return accepted(job.outcome(await submit_script(job.keys(), job.args())))
+            outcome = job.outcome(await submit_script(job.keys(), job.args()))
+        return JSONResponse(accepted(outcome), status_code=202)
 
     @app.post("/generate", status_code=202, responses=error_responses(*_SUBMIT))
     def legacy_generate(
@@ -250,9 +250,8 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> FastAPI
         params = GenerationParams(**body.model_dump(exclude={"account_id"}))
         job = submission("key", auth.digest(key), params, idempotency_key)
         with _submission_errors(settings):
-            response = accepted(store.submit(job))
-        job = json.loads(response.body)
-        return {**job, "job_id": job["id"]}
+            created = accepted(store.submit(job))
+        return {**created, "job_id": created["id"]}
 
     @app.get("/v1/jobs", responses=error_responses(*_JOB))
     def list_jobs(

@@ -29,8 +29,14 @@ class JobStopped(Exception):
         self.reason = reason
 
 
+# Pipelines built in this process: a worker that reloaded per job would show it here.
+pipeline_loads = 0
+
+
 def load_pipeline(model: str, cache_dir: str = "", device: str = "cpu"):
     """`tiny` is built in code; anything else is a Hub id or a local diffusers directory."""
+    global pipeline_loads
+    pipeline_loads += 1
     if model == "tiny":
         from service.tiny_model import build_tiny_pipeline
 
@@ -64,7 +70,6 @@ class GenerationEngine:
     device_memory_gib: float
     load_seconds: float
     compiled: bool = False
-    loads: int = 1
     _offloaded: bool | None = field(default=None, repr=False)
 
     @classmethod

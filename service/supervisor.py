@@ -50,9 +50,6 @@ class RayJobs:
         response.raise_for_status()
         return response.json()["submission_id"]
 
-    def stop(self, submission_id: str) -> None:
-        self.http.post(f"/api/jobs/{submission_id}/stop")
-
 
 class Supervisor:
     def __init__(self, settings: Settings, entrypoint: str = POOL_ENTRYPOINT):
@@ -109,11 +106,6 @@ class Supervisor:
         while not self._stopping.is_set():
             self.tick()
             self._stopping.wait(interval)
-
-    def stop_pool(self) -> None:
-        current = self.store.redis.get(POOL_SUBMISSION)
-        if current:
-            self.jobs.stop(current.decode())
 
     def stop(self) -> None:
         self._stopping.set()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import redis
 
+from service import generation
 from service.config import Settings
 from service.generation import GenerationEngine, JobStopped
 from service.jobstore import Claim, JobStore, connect
@@ -65,7 +66,7 @@ class GenerationWorker:
             "device": self.engine.device,
             "device_memory_gib": round(self.engine.device_memory_gib, 2),
             "load_seconds": round(self.engine.load_seconds, 3),
-            "loads": self.engine.loads,
+            "pipeline_loads": generation.pipeline_loads,
             "compiled": self.engine.compiled,
             "jobs_done": self.jobs_done,
         }
