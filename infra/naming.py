@@ -59,3 +59,8 @@ def selector(component: str) -> dict[str, str]:
 
 def labels(component: str) -> dict[str, str]:
     return {**selector(component), "app.kubernetes.io/name": component, **PART_OF}
+
+
+def metadata(component: str, namespace) -> dict:
+    """The metadata of a component's own object (its workload, Service, PDB, Ingress)."""
+    return {"name": component, "namespace": namespace, "labels": labels(component)}

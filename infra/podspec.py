@@ -5,9 +5,9 @@ from __future__ import annotations
 from infra import naming
 
 
-def container_security() -> dict:
+def container_security(read_only_root: bool = False) -> dict:
     """Non-root, no privilege escalation, no capabilities, RuntimeDefault seccomp."""
-    return {
+    context = {
         "runAsNonRoot": True,
         "runAsUser": naming.UID,
         "runAsGroup": naming.GID,
@@ -15,6 +15,9 @@ def container_security() -> dict:
         "capabilities": {"drop": ["ALL"]},
         "seccompProfile": {"type": "RuntimeDefault"},
     }
+    if read_only_root:
+        context["readOnlyRootFilesystem"] = True
+    return context
 
 
 def pod_security() -> dict:
@@ -29,17 +32,57 @@ def pod_security() -> dict:
     }
 
 
+def pod_spec(containers: list, volumes: list, **extra) -> dict:
+    """A pod spec with the restricted pod security context and no service account token."""
+    return {
+        "automountServiceAccountToken": False,
+        "securityContext": pod_security(),
+        "containers": containers,
+        "volumes": volumes,
+        **extra,
+    }
+
+
+def template(component: str, spec: dict) -> dict:
+    """A pod template: `spec` under the component's labels."""
+    return {"metadata": {"labels": naming.labels(component)}, "spec": spec}
+
+
+def http_probes(port: str, readiness_period: int) -> dict:
+    """Readiness on /readyz and liveness on /healthz, as the `mochi` servers serve them."""
+    return {
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": port},
+            "periodSeconds": readiness_period,
+            "timeoutSeconds": 3,
+            "failureThreshold": 3,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": port},
+            "initialDelaySeconds": 10,
+            "periodSeconds": 10,
+            "timeoutSeconds": 3,
+            "failureThreshold": 3,
+        },
+    }
+
+
 def secret_env(name: str, secret: str, key: str) -> dict:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
 
 
-def redis_password_env() -> dict:
-    return secret_env("MOCHI_REDIS_PASSWORD", naming.REDIS_SECRET, naming.REDIS_PASSWORD_KEY)
+def redis_password_env(name: str = "MOCHI_REDIS_PASSWORD") -> dict:
+    return secret_env(name, naming.REDIS_SECRET, naming.REDIS_PASSWORD_KEY)
 
 
 def ray_token_env() -> dict:
     """Ray (2.52+) token auth: RAY_AUTH_MODE=token comes from the settings ConfigMap."""
     return secret_env("RAY_AUTH_TOKEN", naming.RAY_AUTH_SECRET, naming.RAY_AUTH_TOKEN_KEY)
+
+
+def hf_home_env() -> dict:
+    """Hugging Face downloads go to the model-cache volume."""
+    return {"name": "HF_HOME", "value": f"{naming.MODEL_CACHE_DIR}/huggingface"}
 
 
 def settings_env_from(config_map_name) -> list:
@@ -55,8 +98,22 @@ def empty_dir(name: str, size: str | None = None, memory: bool = False) -> dict:
     return {"name": name, "emptyDir": source}
 
 
-def pvc_volume(name: str, claim: str, read_only: bool = False) -> dict:
-    source: dict = {"claimName": claim}
-    if read_only:
-        source["readOnly"] = True
-    return {"name": name, "persistentVolumeClaim": source}
+def pvc_volume(name: str, claim) -> dict:
+    return {"name": name, "persistentVolumeClaim": {"claimName": claim}}
+
+
+# The shared volumes, mounted where the settings (MOCHI_OUTPUT_DIR, MOCHI_MODEL_CACHE_DIR) say.
+def output_volume(claim) -> dict:
+    return pvc_volume("videos", claim)
+
+
+def output_mount() -> dict:
+    return {"name": "videos", "mountPath": naming.OUTPUT_DIR}
+
+
+def model_cache_volume(claim) -> dict:
+    return pvc_volume("model-cache", claim)
+
+
+def model_cache_mount() -> dict:
+    return {"name": "model-cache", "mountPath": naming.MODEL_CACHE_DIR}

@@ -62,7 +62,7 @@ def build(config: stack_config.StackConfig) -> dict[str, pulumi.Output]:
             storage.model_cache_claim,
             storage.output_claim,
         )
-    NetworkPolicies("network-policies", config, namespace)
+    NetworkPolicies("network-policies", namespace)
     return {
         "namespace": namespace,
         "api_url": addresses.api_url,

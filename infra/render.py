@@ -94,7 +94,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
         return {}, None
 
 
-def run_program(config: dict[str, str], stack: str = "test") -> list[Registration]:
+def run_program(config: dict[str, str], stack: str) -> list[Registration]:
     """Run the Pulumi program under mocks; every resource it registers, in order."""
     from infra import program
 

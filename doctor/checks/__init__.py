@@ -15,3 +15,8 @@ from doctor.checks import (  # noqa: F401
     security,
     service,
 )
+
+# The modules whose checks read live state (Ray, Redis, the job store, probes), not objects.
+LIVE_MODULES = frozenset(
+    module.__name__ for module in (gpu_usage, jobs, ray_state, reachability, redis_config, service)
+)

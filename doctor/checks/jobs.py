@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from doctor.checks.ray_state import WORKER_CLASS
 from doctor.inventory import Inventory
 from doctor.registry import Hit, check
 from service.memory_model import plan_generation, profile_for
@@ -178,7 +179,7 @@ def jobs_on_missing_workers(inventory: Inventory):
         alive_pids = {
             str(a.get("pid"))
             for a in actors
-            if a.get("class_name") == "_ActorWorker" and a.get("state") == "ALIVE"
+            if a.get("class_name") == WORKER_CLASS and a.get("state") == "ALIVE"
         }
     seen = live_workers(state)
     orphans = []

@@ -55,6 +55,17 @@ def ray_client_addresses(workload: Workload) -> list[tuple[str, str]]:
     return found
 
 
+def _ray_client_users(inventory: Inventory):
+    """(workload, container name, ray:// literal, image) of the first Ray Client address of
+    every workload that is not itself a Ray node."""
+    for workload in inventory.workloads:
+        if workload.ray_role is not None:
+            continue
+        for container_name, literal in ray_client_addresses(workload)[:1]:
+            container = next(c for c in workload.containers if c.get("name", "?") == container_name)
+            yield workload, container_name, literal, container.get("image", "")
+
+
 @check(
     "RAY002",
     "error",
@@ -64,35 +75,30 @@ def ray_client_addresses(workload: Workload) -> list[tuple[str, str]]:
     "Jobs API instead of Ray Client).",
 )
 def ray_client_without_extra(inventory: Inventory):
-    for workload in inventory.workloads:
-        if workload.ray_role is not None:
+    for workload, container_name, literal, image in _ray_client_users(inventory):
+        if parse_image(image).is_ray:
             continue
-        for container_name, literal in ray_client_addresses(workload)[:1]:
-            container = next(c for c in workload.containers if c.get("name", "?") == container_name)
-            image = container.get("image", "")
-            if parse_image(image).is_ray:
-                continue
-            build = build_for_image(inventory, image)
-            if build is None:
-                continue
-            requirement = build.ray_requirement()
-            base = build.base_image
-            if base is not None and base.is_ray:
-                continue
-            if requirement is not None and requirement.extras & CLIENT_EXTRAS:
-                continue
-            installed = (
-                f"{requirement.literal} in {requirement.path}"
-                if requirement
-                else f"no ray in {build.dockerfile.path}"
-            )
-            yield Hit(
-                workload.resource,
-                f"container {container_name} connects with Ray Client ({literal}) but image "
-                f"{image} installs {installed}; it fails with "
-                "'Ray Client requires pip package `ray[client]`'",
-                installed,
-            )
+        build = build_for_image(inventory, image)
+        if build is None:
+            continue
+        requirement = build.ray_requirement()
+        base = build.base_image
+        if base is not None and base.is_ray:
+            continue
+        if requirement is not None and requirement.extras & CLIENT_EXTRAS:
+            continue
+        installed = (
+            f"{requirement.literal} in {requirement.path}"
+            if requirement
+            else f"no ray in {build.dockerfile.path}"
+        )
+        yield Hit(
+            workload.resource,
+            f"container {container_name} connects with Ray Client ({literal}) but image "
+            f"{image} installs {installed}; it fails with "
+            "'Ray Client requires pip package `ray[client]`'",
+            installed,
+        )
 
 
 def _cluster_images(inventory: Inventory, workload: Workload, host: str) -> list[Workload]:
@@ -119,39 +125,34 @@ def _cluster_versions(head: Workload) -> tuple[str | None, str | None, str]:
     "Pin the client image to the cluster's exact Ray version and Python minor version.",
 )
 def ray_version_skew(inventory: Inventory):
-    for workload in inventory.workloads:
-        if workload.ray_role is not None:
-            continue
-        for container_name, literal in ray_client_addresses(workload)[:1]:
-            container = next(c for c in workload.containers if c.get("name", "?") == container_name)
-            image = container.get("image", "")
-            build = build_for_image(inventory, image)
-            own = parse_image(image)
-            client_ray = own.ray_version()
-            client_python = own.python_minor()
-            if build is not None:
-                requirement = build.ray_requirement()
-                base = build.base_image
-                client_ray = (requirement.version if requirement else None) or (
-                    base.ray_version() if base else None
+    for workload, container_name, literal, image in _ray_client_users(inventory):
+        build = build_for_image(inventory, image)
+        own = parse_image(image)
+        client_ray = own.ray_version()
+        client_python = own.python_minor()
+        if build is not None:
+            requirement = build.ray_requirement()
+            base = build.base_image
+            client_ray = (requirement.version if requirement else None) or (
+                base.ray_version() if base else None
+            )
+            client_python = base.python_minor() if base else None
+        host = literal.split("://", 1)[1].split(":", 1)[0]
+        for head in _cluster_images(inventory, workload, host)[:1]:
+            cluster_ray, cluster_python, cluster_image = _cluster_versions(head)
+            problems = []
+            if client_ray and cluster_ray and client_ray != cluster_ray:
+                problems.append(f"Ray {client_ray} vs cluster Ray {cluster_ray}")
+            if client_python and cluster_python and client_python != cluster_python:
+                problems.append(f"Python {client_python} vs cluster Python {cluster_python}")
+            if problems:
+                yield Hit(
+                    workload.resource,
+                    f"Ray Client in container {container_name} ({literal}) runs "
+                    f"{'; '.join(problems)} ({head.label}); Ray Client refuses to connect "
+                    "across versions",
+                    f"client {image} vs cluster {cluster_image}",
                 )
-                client_python = base.python_minor() if base else None
-            host = literal.split("://", 1)[1].split(":", 1)[0]
-            for head in _cluster_images(inventory, workload, host)[:1]:
-                cluster_ray, cluster_python, cluster_image = _cluster_versions(head)
-                problems = []
-                if client_ray and cluster_ray and client_ray != cluster_ray:
-                    problems.append(f"Ray {client_ray} vs cluster Ray {cluster_ray}")
-                if client_python and cluster_python and client_python != cluster_python:
-                    problems.append(f"Python {client_python} vs cluster Python {cluster_python}")
-                if problems:
-                    yield Hit(
-                        workload.resource,
-                        f"Ray Client in container {container_name} ({literal}) runs "
-                        f"{'; '.join(problems)} ({head.label}); Ray Client refuses to connect "
-                        "across versions",
-                        f"client {image} vs cluster {cluster_image}",
-                    )
 
 
 @check(

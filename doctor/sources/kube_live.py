@@ -47,7 +47,7 @@ class KubeRead:
     server: str
 
 
-def api_client(context: str | None, deadline: Deadline):
+def api_client(context: str | None):
     """(ApiClient, namespace of the context, server URL): kubeconfig, else in-cluster."""
     from kubernetes import client, config
 
@@ -78,7 +78,7 @@ def read_kubernetes(
     from kubernetes import client
 
     try:
-        api, context_namespace, server = api_client(context, deadline)
+        api, context_namespace, server = api_client(context)
     except Exception as error:  # no kubeconfig, unknown context, bad file
         probe = Probe("kubernetes", context or "kubeconfig", False, "error", describe(error))
         return KubeRead([], {}, [probe], {}, namespace or "default", "")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import platform
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -128,7 +127,3 @@ def _pending_tasks(get) -> list[dict]:
     )
     data = get(query).json()
     return [_pick(item, TASK_FIELDS) for item in data["data"]["result"]["result"]]
-
-
-def host_of(url: str) -> str:
-    return urlsplit(url).hostname or url

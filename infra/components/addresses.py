@@ -12,7 +12,7 @@ from infra.config import StackConfig, gib
 def _service(resource_name, component, namespace, ports, parent) -> k8s.core.v1.Service:
     return k8s.core.v1.Service(
         resource_name,
-        metadata={"name": component, "namespace": namespace, "labels": naming.labels(component)},
+        metadata=naming.metadata(component, namespace),
         spec={
             "type": "ClusterIP",
             "selector": naming.selector(component),

@@ -36,32 +36,14 @@ class Api(pulumi.ComponentResource):
             ],
             "ports": [{"name": "http", "containerPort": naming.API_PORT}],
             "resources": sizing.api(config).spec(),
-            "securityContext": {**podspec.container_security(), "readOnlyRootFilesystem": True},
-            "readinessProbe": {
-                "httpGet": {"path": "/readyz", "port": "http"},
-                "periodSeconds": 5,
-                "timeoutSeconds": 3,
-                "failureThreshold": 3,
-            },
-            "livenessProbe": {
-                "httpGet": {"path": "/healthz", "port": "http"},
-                "initialDelaySeconds": 10,
-                "periodSeconds": 10,
-                "timeoutSeconds": 3,
-                "failureThreshold": 3,
-            },
-            "volumeMounts": [
-                {"name": "videos", "mountPath": naming.OUTPUT_DIR},
-                {"name": "tmp", "mountPath": "/tmp"},
-            ],
+            "securityContext": podspec.container_security(read_only_root=True),
+            **podspec.http_probes("http", readiness_period=5),
+            "volumeMounts": [podspec.output_mount(), {"name": "tmp", "mountPath": "/tmp"}],
         }
+        volumes = [podspec.output_volume(output_claim), podspec.empty_dir("tmp", "256Mi")]
         k8s.apps.v1.Deployment(
             "api",
-            metadata={
-                "name": naming.API,
-                "namespace": namespace,
-                "labels": naming.labels(naming.API),
-            },
+            metadata=naming.metadata(naming.API, namespace),
             spec={
                 "replicas": config.api_replicas,
                 "strategy": {
@@ -69,28 +51,13 @@ class Api(pulumi.ComponentResource):
                     "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
                 },
                 "selector": {"matchLabels": naming.selector(naming.API)},
-                "template": {
-                    "metadata": {"labels": naming.labels(naming.API)},
-                    "spec": {
-                        "automountServiceAccountToken": False,
-                        "securityContext": podspec.pod_security(),
-                        "containers": [container],
-                        "volumes": [
-                            podspec.pvc_volume("videos", output_claim),
-                            podspec.empty_dir("tmp", "256Mi"),
-                        ],
-                    },
-                },
+                "template": podspec.template(naming.API, podspec.pod_spec([container], volumes)),
             },
             opts=child,
         )
         k8s.policy.v1.PodDisruptionBudget(
             "api",
-            metadata={
-                "name": naming.API,
-                "namespace": namespace,
-                "labels": naming.labels(naming.API),
-            },
+            metadata=naming.metadata(naming.API, namespace),
             spec={"maxUnavailable": 1, "selector": {"matchLabels": naming.selector(naming.API)}},
             opts=child,
         )
@@ -114,11 +81,7 @@ class Api(pulumi.ComponentResource):
                 spec["ingressClassName"] = config.ingress_class_name
             k8s.networking.v1.Ingress(
                 "api",
-                metadata={
-                    "name": naming.API,
-                    "namespace": namespace,
-                    "labels": naming.labels(naming.API),
-                },
+                metadata=naming.metadata(naming.API, namespace),
                 spec=spec,
                 opts=child,
             )

@@ -6,7 +6,6 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra import naming
-from infra.config import StackConfig
 
 RAY_PODS = [naming.RAY_HEAD, naming.RAY_WORKER]
 
@@ -73,7 +72,6 @@ class NetworkPolicies(pulumi.ComponentResource):
     def __init__(
         self,
         name: str,
-        config: StackConfig,
         namespace: pulumi.Input[str],
         opts: pulumi.ResourceOptions | None = None,
     ):

@@ -125,15 +125,12 @@ class Ray(pulumi.ComponentResource):
     def _volumes(self, shm_size: str) -> tuple[list, list]:
         volumes = [
             podspec.empty_dir("dshm", shm_size, memory=True),
-            podspec.pvc_volume("videos", self.output_claim),
+            podspec.output_volume(self.output_claim),
         ]
-        mounts = [
-            {"name": "dshm", "mountPath": "/dev/shm"},
-            {"name": "videos", "mountPath": naming.OUTPUT_DIR},
-        ]
+        mounts = [{"name": "dshm", "mountPath": "/dev/shm"}, podspec.output_mount()]
         if self.model_cache_claim is not None:
-            volumes.append(podspec.pvc_volume("model-cache", self.model_cache_claim))
-            mounts.append({"name": "model-cache", "mountPath": naming.MODEL_CACHE_DIR})
+            volumes.append(podspec.model_cache_volume(self.model_cache_claim))
+            mounts.append(podspec.model_cache_mount())
         return volumes, mounts
 
     def _head_container(self, command: list[str] | None) -> dict:
@@ -172,9 +169,7 @@ class Ray(pulumi.ComponentResource):
             **_probes(head=False),
         }
         if self.model_cache_claim is not None:
-            container["env"] = container["env"] + [
-                {"name": "HF_HOME", "value": f"{naming.MODEL_CACHE_DIR}/huggingface"}
-            ]
+            container["env"] = container["env"] + [podspec.hf_home_env()]
         if command:
             container["command"] = command
         wait = {
@@ -199,12 +194,7 @@ class Ray(pulumi.ComponentResource):
         return container, wait
 
     def _pod_spec(self, containers, volumes, init=None, gpu=False) -> dict:
-        spec = {
-            "automountServiceAccountToken": False,
-            "securityContext": podspec.pod_security(),
-            "containers": containers,
-            "volumes": volumes,
-        }
+        spec = podspec.pod_spec(containers, volumes)
         if init:
             spec["initContainers"] = init
         if gpu and self.config.gpus_per_worker:
@@ -232,10 +222,6 @@ class Ray(pulumi.ComponentResource):
             )
         head = self._head_container(None)
         worker, wait = self._worker_containers(None)
-        labels_head, labels_worker = (
-            naming.labels(naming.RAY_HEAD),
-            naming.labels(naming.RAY_WORKER),
-        )
         k8s.apiextensions.CustomResource(
             "ray-cluster",
             api_version="ray.io/v1",
@@ -251,10 +237,9 @@ class Ray(pulumi.ComponentResource):
                 "headGroupSpec": {
                     "serviceType": "ClusterIP",
                     "rayStartParams": head_start_params(config),
-                    "template": {
-                        "metadata": {"labels": labels_head},
-                        "spec": self._pod_spec([head], self._head_volumes),
-                    },
+                    "template": podspec.template(
+                        naming.RAY_HEAD, self._pod_spec([head], self._head_volumes)
+                    ),
                 },
                 "workerGroupSpecs": [
                     {
@@ -263,12 +248,10 @@ class Ray(pulumi.ComponentResource):
                         "minReplicas": config.ray_worker_replicas,
                         "maxReplicas": config.ray_worker_replicas,
                         "rayStartParams": worker_start_params(config),
-                        "template": {
-                            "metadata": {"labels": labels_worker},
-                            "spec": self._pod_spec(
-                                [worker], self._worker_volumes, init=[wait], gpu=True
-                            ),
-                        },
+                        "template": podspec.template(
+                            naming.RAY_WORKER,
+                            self._pod_spec([worker], self._worker_volumes, init=[wait], gpu=True),
+                        ),
                     }
                 ],
             },
@@ -305,17 +288,13 @@ class Ray(pulumi.ComponentResource):
         ):
             k8s.apps.v1.Deployment(
                 resource_name,
-                metadata={
-                    "name": component,
-                    "namespace": self.namespace,
-                    "labels": naming.labels(component),
-                },
+                metadata=naming.metadata(component, self.namespace),
                 spec={
                     "replicas": replicas,
                     # No surge: a second head splits the cluster; extra workers need extra GPUs.
                     "strategy": {"type": "Recreate"},
                     "selector": {"matchLabels": naming.selector(component)},
-                    "template": {"metadata": {"labels": naming.labels(component)}, "spec": pod},
+                    "template": podspec.template(component, pod),
                 },
                 opts=pulumi.ResourceOptions(parent=self),
             )

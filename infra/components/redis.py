@@ -34,12 +34,10 @@ class Redis(pulumi.ComponentResource):
             "image": config.redis_image,
             "command": ["sh", "-c", START.format(port=port)],
             # redis-cli reads REDISCLI_AUTH, so the probes authenticate without argv.
-            "env": [
-                podspec.secret_env("REDISCLI_AUTH", naming.REDIS_SECRET, naming.REDIS_PASSWORD_KEY)
-            ],
+            "env": [podspec.redis_password_env("REDISCLI_AUTH")],
             "ports": [{"name": "redis", "containerPort": port}],
             "resources": sizing.redis(config).spec(),
-            "securityContext": {**podspec.container_security(), "readOnlyRootFilesystem": True},
+            "securityContext": podspec.container_security(read_only_root=True),
             "readinessProbe": {
                 "exec": {"command": ping},
                 "periodSeconds": 5,
@@ -63,27 +61,19 @@ class Redis(pulumi.ComponentResource):
         }
         if config.storage_class:
             claim_spec["storageClassName"] = config.storage_class
+        pod = podspec.pod_spec(
+            [container],
+            [podspec.empty_dir("run", "1Mi", memory=True)],
+            terminationGracePeriodSeconds=30,
+        )
         k8s.apps.v1.StatefulSet(
             "redis",
-            metadata={
-                "name": naming.REDIS,
-                "namespace": namespace,
-                "labels": naming.labels(naming.REDIS),
-            },
+            metadata=naming.metadata(naming.REDIS, namespace),
             spec={
                 "serviceName": service_name,
                 "replicas": 1,
                 "selector": {"matchLabels": naming.selector(naming.REDIS)},
-                "template": {
-                    "metadata": {"labels": naming.labels(naming.REDIS)},
-                    "spec": {
-                        "automountServiceAccountToken": False,
-                        "securityContext": podspec.pod_security(),
-                        "terminationGracePeriodSeconds": 30,
-                        "containers": [container],
-                        "volumes": [podspec.empty_dir("run", "1Mi", memory=True)],
-                    },
-                },
+                "template": podspec.template(naming.REDIS, pod),
                 "volumeClaimTemplates": [
                     {
                         "metadata": {"name": naming.REDIS_DATA, "labels": naming.PART_OF},

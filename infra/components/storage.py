@@ -83,38 +83,24 @@ class ModelPrefill(pulumi.ComponentResource):
             "image": config.worker_image,
             "command": ["mochi", "fetch-model"],
             "envFrom": podspec.settings_env_from(settings_name),
-            "env": [{"name": "HF_HOME", "value": f"{naming.MODEL_CACHE_DIR}/huggingface"}],
+            "env": [podspec.hf_home_env()],
             "resources": sizing.prefill().spec(),
             "securityContext": podspec.container_security(),
             # MOCHI_OUTPUT_DIR (from the settings) must be the shared volume in every pod.
-            "volumeMounts": [
-                {"name": "model-cache", "mountPath": naming.MODEL_CACHE_DIR},
-                {"name": "videos", "mountPath": naming.OUTPUT_DIR},
-            ],
+            "volumeMounts": [podspec.model_cache_mount(), podspec.output_mount()],
         }
+        volumes = [
+            podspec.model_cache_volume(model_cache_claim),
+            podspec.output_volume(output_claim),
+        ]
+        pod = podspec.pod_spec([container], volumes, restartPolicy="OnFailure")
         k8s.batch.v1.Job(
             "model-prefill",
-            metadata={
-                "name": naming.MODEL_PREFILL,
-                "namespace": namespace,
-                "labels": naming.labels(naming.MODEL_PREFILL),
-            },
+            metadata=naming.metadata(naming.MODEL_PREFILL, namespace),
             spec={
                 "backoffLimit": 3,
                 "ttlSecondsAfterFinished": 86400,
-                "template": {
-                    "metadata": {"labels": naming.labels(naming.MODEL_PREFILL)},
-                    "spec": {
-                        "restartPolicy": "OnFailure",
-                        "automountServiceAccountToken": False,
-                        "securityContext": podspec.pod_security(),
-                        "containers": [container],
-                        "volumes": [
-                            podspec.pvc_volume("model-cache", model_cache_claim),
-                            podspec.pvc_volume("videos", output_claim),
-                        ],
-                    },
-                },
+                "template": podspec.template(naming.MODEL_PREFILL, pod),
             },
             opts=pulumi.ResourceOptions(parent=self),
         )

@@ -32,55 +32,29 @@ class Supervisor(pulumi.ComponentResource):
             "envFrom": podspec.settings_env_from(settings_name),
             "env": [podspec.redis_password_env(), podspec.ray_token_env()],
             "resources": sizing.supervisor().spec(),
-            "securityContext": {**podspec.container_security(), "readOnlyRootFilesystem": True},
+            "securityContext": podspec.container_security(read_only_root=True),
             # The reaper removes a failed job's partial output, so it sees the shared volume.
-            "volumeMounts": [
-                {"name": "tmp", "mountPath": "/tmp"},
-                {"name": "videos", "mountPath": naming.OUTPUT_DIR},
-            ],
+            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, podspec.output_mount()],
             # The supervisor serves its own health: /healthz while its loop ticks, /readyz while
             # its ticks reach Ray and Redis. Only the kubelet calls these; no Service fronts them.
             "ports": [{"name": "health", "containerPort": naming.SUPERVISOR_HEALTH_PORT}],
-            "readinessProbe": {
-                "httpGet": {"path": "/readyz", "port": "health"},
-                "periodSeconds": 10,
-                "timeoutSeconds": 3,
-                "failureThreshold": 3,
-            },
             # A tick may wait on the Jobs API (10 s timeouts) and /healthz turns false only after
-            # 30 s without one: restart after three more failed probes, not on one slow tick.
-            "livenessProbe": {
-                "httpGet": {"path": "/healthz", "port": "health"},
-                "initialDelaySeconds": 10,
-                "periodSeconds": 10,
-                "timeoutSeconds": 3,
-                "failureThreshold": 3,
-            },
+            # 30 s without one: liveness restarts after three more failed probes, not on one slow
+            # tick.
+            **podspec.http_probes("health", readiness_period=10),
         }
+        volumes = [podspec.empty_dir("tmp", "256Mi"), podspec.output_volume(output_claim)]
         k8s.apps.v1.Deployment(
             "supervisor",
-            metadata={
-                "name": naming.SUPERVISOR,
-                "namespace": namespace,
-                "labels": naming.labels(naming.SUPERVISOR),
-            },
+            metadata=naming.metadata(naming.SUPERVISOR, namespace),
             spec={
                 "replicas": 1,
                 # Never two supervisors at once: each would submit its own pool driver.
                 "strategy": {"type": "Recreate"},
                 "selector": {"matchLabels": naming.selector(naming.SUPERVISOR)},
-                "template": {
-                    "metadata": {"labels": naming.labels(naming.SUPERVISOR)},
-                    "spec": {
-                        "automountServiceAccountToken": False,
-                        "securityContext": podspec.pod_security(),
-                        "containers": [container],
-                        "volumes": [
-                            podspec.empty_dir("tmp", "256Mi"),
-                            podspec.pvc_volume("videos", output_claim),
-                        ],
-                    },
-                },
+                "template": podspec.template(
+                    naming.SUPERVISOR, podspec.pod_spec([container], volumes)
+                ),
             },
             opts=pulumi.ResourceOptions(parent=self),
         )

@@ -7,6 +7,7 @@ import textwrap
 import pytest
 
 from doctor.addresses import service_reference
+from doctor.checks import LIVE_MODULES
 from doctor.diagnose import diagnose
 from doctor.registry import all_checks
 from doctor.sources import load_manifests
@@ -50,19 +51,9 @@ FIRES_IN = {
 }
 
 
-# Checks of live state (Ray, Redis, jobs, probes) fire in tests/doctor_live, on a recorded
-# live snapshot and on the real embedded stack.
-LIVE_MODULES = {
-    "doctor.checks.gpu_usage",
-    "doctor.checks.jobs",
-    "doctor.checks.ray_state",
-    "doctor.checks.reachability",
-    "doctor.checks.redis_config",
-    "doctor.checks.service",
-}
-
-
 def test_every_check_has_a_firing_fixture():
+    # Checks of live state (Ray, Redis, jobs, probes) fire in tests/doctor_live, on a recorded
+    # live snapshot and on the real embedded stack.
     codes = {c.code for c in all_checks() if c.run.__module__ not in LIVE_MODULES}
     assert set(FIRES_IN) == codes
 

@@ -5,20 +5,13 @@ from __future__ import annotations
 
 import json
 
+from doctor.checks import LIVE_MODULES
 from doctor.diagnose import diagnose
 from doctor.inventory import Inventory
 from doctor.registry import all_checks
 from doctor.sources import load_snapshot
 from doctor.sources.record import redact_text, write_snapshot
 
-LIVE_MODULES = {
-    "doctor.checks.gpu_usage",
-    "doctor.checks.jobs",
-    "doctor.checks.ray_state",
-    "doctor.checks.reachability",
-    "doctor.checks.redis_config",
-    "doctor.checks.service",
-}
 NOW = 1_800_000_000.0
 WORKER = "node-1:4242:0"
 
