@@ -6,7 +6,7 @@
 2. On the local stack with one tiny-model actor and a backlog: model loads per worker, and the
    gap from one job's end to the next job's claim on the same actor.
 
-Run: .venv/bin/python bench/service_bench.py [--requests 4000] [--concurrency 32] [--jobs 40]
+Run: make bench, or .venv/bin/python bench/service_bench.py [--requests 3000] [--concurrency 16] [--jobs 40]
 """
 
 from __future__ import annotations
@@ -203,8 +203,8 @@ def bench_job_gaps(jobs: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=4000)
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--jobs", type=int, default=40)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
