@@ -6,7 +6,8 @@
 2. On the local stack with one tiny-model actor and a backlog: model loads per worker, and the
    gap from one job's end to the next job's claim on the same actor.
 
-Run: make bench, or .venv/bin/python bench/service_bench.py [--requests 3000] [--concurrency 16] [--jobs 40]
+Run: make bench
+(= .venv/bin/python bench/service_bench.py --requests 3000 --concurrency 16 --jobs 40)
 """
 
 from __future__ import annotations
