@@ -31,8 +31,9 @@ sys.path.insert(0, str(REPO))
 
 from service import auth  # noqa: E402
 from service.config import Settings  # noqa: E402
-from service.jobstore import job_key, wait_until  # noqa: E402
+from service.jobstore import job_key  # noqa: E402
 from service.local_stack import LocalStack  # noqa: E402
+from service.polling import wait_until  # noqa: E402
 from service.processes import RedisServer, free_port, stop_process_group  # noqa: E402
 
 BODY = {"prompt": "benchmark", "num_frames": 7, "height": 64, "width": 64}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -482,13 +481,3 @@ def _decode_job(raw: dict) -> dict[str, Any]:
     job["params"] = json.loads(job.get("params") or "{}")
     job["metrics"] = json.loads(job.get("metrics") or "{}")
     return job
-
-
-def wait_until(predicate, timeout: float, interval: float = 0.05) -> bool:
-    """Poll predicate until true or timeout; for callers that wait on the store."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()

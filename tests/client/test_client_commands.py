@@ -17,7 +17,7 @@ from service.client import (
     EXIT_USAGE,
     EXIT_WAIT_TIMEOUT,
 )
-from service.jobstore import wait_until
+from service.polling import wait_until
 from service.processes import free_port
 from service.video import count_frames
 

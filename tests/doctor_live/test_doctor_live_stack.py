@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from doctor.cli import main
-from service.jobstore import wait_until
+from service.polling import wait_until
 from service.supervisor import POOL_SUBMISSION
 
 SMALL = {"prompt": "a boat", "num_frames": 7, "height": 64, "width": 64, "num_inference_steps": 2}

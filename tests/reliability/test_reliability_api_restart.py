@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 
 from service import auth
-from service.jobstore import wait_until
+from service.polling import wait_until
 from service.processes import free_port, stop_process_group
 
 REPO = Path(__file__).resolve().parents[2]

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.jobstore import wait_until
+from service.polling import wait_until
 from service.supervisor import POOL_SUBMISSION
 
 LONG = {"prompt": "a long job", "num_frames": 7, "height": 64, "width": 64, "guidance_scale": 0.0}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from service.jobstore import wait_until
+from service.polling import wait_until
 
 LONG = {"prompt": "running through", "num_frames": 7, "height": 64, "width": 64}
 

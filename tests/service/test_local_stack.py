@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.jobstore import wait_until
+from service.polling import wait_until
 from service.video import count_frames
 
 SMALL = {"prompt": "a boat", "num_frames": 7, "height": 64, "width": 64, "num_inference_steps": 2}

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from service.jobstore import JobStore, wait_until
+from service.jobstore import JobStore
+from service.polling import wait_until
 from service.video import count_frames
 from service.worker import GenerationWorker
 
