@@ -13,7 +13,8 @@ WORKDIR /app
 COPY pyproject.toml constraints.txt README.md ./
 COPY service/ service/
 # Only what the API imports, at the project's pinned versions; the project itself without deps.
-RUN pip install -c constraints.txt fastapi uvicorn redis pydantic prometheus-client pyyaml \
+RUN pip install -c constraints.txt fastapi uvicorn redis hiredis pydantic prometheus-client \
+        pyyaml httpx rich \
     && pip install --no-deps .
 
 USER 1000:1000
