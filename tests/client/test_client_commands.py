@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
+
+import redis
 
 from service.client import (
     EXIT_AUTH,
     EXIT_CONFLICT,
     EXIT_INVALID,
+    EXIT_JOB_FAILED,
     EXIT_NOT_FOUND,
     EXIT_OK,
     EXIT_RATE_LIMITED,
@@ -17,12 +22,14 @@ from service.client import (
     EXIT_USAGE,
     EXIT_WAIT_TIMEOUT,
 )
+from service.jobstore import JobStore
 from service.polling import wait_until
 from service.processes import free_port
 from service.video import count_frames
 
 SMALL = ["--frames", "13", "--height", "64", "--width", "64", "--steps", "3"]
-FOLLOWED = ["--frames", "19", "--height", "128", "--width", "128", "--steps", "50"]
+# Seconds long, so the progress shown between polls has values between 0 and 100%.
+FOLLOWED = ["--frames", "31", "--height", "256", "--width", "256", "--steps", "120"]
 LONG = ["--frames", "31", "--height", "256", "--width", "256", "--steps", "200"]
 
 
@@ -41,11 +48,11 @@ def test_submit_wait_reports_progress_and_saves_the_video(mochi, service, tmp_pa
     )
     assert run.code == EXIT_OK, run.err
     job_id, saved = run.out.split()
-    assert saved == str(target) and count_frames(target) == 19
-    steps = [int(step) for step in re.findall(r"running (\d+)/50 steps", run.err)]
-    assert any(0 < step < 50 for step in steps), run.err
+    assert saved == str(target) and count_frames(target) == 31
+    steps = [int(step) for step in re.findall(r"running (\d+)/120 steps", run.err)]
+    assert any(0 < step < 120 for step in steps), run.err
     assert steps == sorted(steps)
-    assert f"job {job_id}: succeeded 50/50 steps (100%)" in run.err
+    assert f"job {job_id}: succeeded 120/120 steps (100%)" in run.err
 
 
 def test_status_list_and_download(mochi, service, tmp_path):
@@ -102,6 +109,26 @@ def test_no_configuration_is_a_usage_error(mochi):
     run = mochi("list")
     assert run.code == EXIT_USAGE
     assert "no API URL: pass --url, set MOCHI_API_URL, or start `mochi local`" in run.err
+
+
+def test_a_failed_job_exits_1_with_its_reason(mochi, idle_service):
+    store = JobStore(redis.Redis.from_url(idle_service.redis_url))
+
+    def fail_the_job_when_queued():
+        claim = None
+        for _ in range(600):
+            claim = store.claim("test-worker")
+            if claim is not None:
+                break
+            time.sleep(0.05)
+        store.finish(claim, "test-worker", "failed", "output volume full: no space left")
+
+    failing = threading.Thread(target=fail_the_job_when_queued)
+    failing.start()
+    run = mochi("submit", "doomed", *SMALL, "--wait", *flags(idle_service))
+    failing.join(timeout=60)
+    assert run.code == EXIT_JOB_FAILED, run.err
+    assert "output volume full: no space left" in run.out + run.err
 
 
 def test_unknown_key_is_401(mochi, service):
