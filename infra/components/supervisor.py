@@ -20,7 +20,8 @@ class Supervisor(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("mochi:infra:Supervisor", name, None, opts)
-        # The worker image: the Jobs API client is part of Ray, which the API image leaves out.
+        # The worker image: the supervisor ships with the same service code as the pool it
+        # submits (it needs no Ray itself: it speaks the Jobs REST API over HTTP).
         container = {
             "name": naming.SUPERVISOR,
             "image": config.worker_image,
