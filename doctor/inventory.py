@@ -2,8 +2,10 @@
 build files (Dockerfiles, requirements), and live state (Ray, Redis, jobs) when a source has it.
 
 Sources (doctor.sources) fill an Inventory; checks only read it. Workloads are derived views
-over the objects: a Deployment, StatefulSet, DaemonSet, Job, bare Pod, or one group of a KubeRay
-RayCluster, each with its pod spec, replica count and Ray role.
+over the objects: a Deployment, StatefulSet, DaemonSet, Job, bare Pod, or one group of a Ray
+cluster that a KubeRay object describes (RayCluster, RayJob, RayService, RayCronJob), each with
+its pod spec, replica count and Ray role. The Services, Ingresses and NetworkPolicies the KubeRay
+operator would create are derived too (doctor.kuberay).
 """
 
 from __future__ import annotations
@@ -13,46 +15,17 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import cached_property
 
-DEFAULT_NAMESPACE = "default"
+from doctor.kuberay import (
+    KUBERAY_KINDS,
+    EmbeddedCluster,
+    created_ingresses,
+    created_network_policies,
+    created_services,
+    embedded_clusters,
+)
+from doctor.objects import labels_match, name_of, namespace_of, resource_id
+
 IGNORE_ANNOTATION = "doctor.mochi.dev/ignore"
-
-# Ports a KubeRay head Service exposes when the head container declares none.
-KUBERAY_HEAD_PORTS = {"gcs": 6379, "dashboard": 8265, "client": 10001, "metrics": 8080}
-
-
-def namespace_of(obj: dict) -> str:
-    return (obj.get("metadata") or {}).get("namespace") or DEFAULT_NAMESPACE
-
-
-def name_of(obj: dict) -> str:
-    return (obj.get("metadata") or {}).get("name") or "<unnamed>"
-
-
-def resource_id(obj: dict) -> str:
-    return f"{obj.get('kind')}/{namespace_of(obj)}/{name_of(obj)}"
-
-
-def labels_match(selector: dict, labels: dict) -> bool:
-    """A Service-style selector (plain map) or a LabelSelector (matchLabels/matchExpressions)."""
-    if not selector:
-        return True
-    if "matchLabels" in selector or "matchExpressions" in selector:
-        for key, value in (selector.get("matchLabels") or {}).items():
-            if labels.get(key) != value:
-                return False
-        for expression in selector.get("matchExpressions") or []:
-            key, op = expression.get("key"), expression.get("operator")
-            values = expression.get("values") or []
-            if op == "In" and labels.get(key) not in values:
-                return False
-            if op == "NotIn" and labels.get(key) in values:
-                return False
-            if op == "Exists" and key not in labels:
-                return False
-            if op == "DoesNotExist" and key in labels:
-                return False
-        return True
-    return all(labels.get(key) == value for key, value in selector.items())
 
 
 @dataclass(frozen=True)
@@ -83,6 +56,7 @@ class Workload:
     group: str = ""  # the RayCluster group ("head" or a worker group name)
     ray_role: str | None = None  # "head" | "worker" | None
     ray_start_params: dict = field(default_factory=dict)  # KubeRay rayStartParams
+    cluster: EmbeddedCluster | None = None  # the KubeRay cluster this group belongs to
     inventory: Inventory | None = field(default=None, repr=False)
 
     @property
@@ -93,6 +67,32 @@ class Workload:
     def label(self) -> str:
         """How a message names it: with the RayCluster group when there is one."""
         return f"{self.resource} ({self.group} group)" if self.group else self.resource
+
+    @property
+    def is_kuberay(self) -> bool:
+        """One group of a cluster the KubeRay operator runs (RayCluster, RayJob, ...)."""
+        return self.kind in KUBERAY_KINDS
+
+    @cached_property
+    def mochi_worker_evidence(self) -> str | None:
+        """Why this pod runs this project's Mochi worker pool, or None when nothing shows it:
+        a MOCHI_* setting in its environment, an image named for Mochi, or the pool's entrypoint
+        on its command line."""
+        for container in self.containers:
+            image = str(container.get("image", ""))
+            if "mochi" in image.rsplit("/", 1)[-1].lower():
+                return f"image {image}"
+            command = command_text(container)
+            if "service.pool" in command or "service.supervisor" in command:
+                return f"command of container {container.get('name', '?')}"
+            names = sorted(n for n in self.env(container) if n.startswith("MOCHI_"))
+            if names:
+                return f"env {names[0]} of container {container.get('name', '?')}"
+        return None
+
+    @property
+    def runs_mochi_worker(self) -> bool:
+        return self.ray_role is not None and self.mochi_worker_evidence is not None
 
     @property
     def containers(self) -> list[dict]:
@@ -171,6 +171,17 @@ def command_text(container: dict) -> str:
     return " ".join(parts)
 
 
+def count(value, default: int = 1) -> int:
+    """A replica count; a value that is not a whole number (a template left in, say) counts as
+    the default here and is reported by CONF001."""
+    if isinstance(value, bool):
+        return default
+    if isinstance(value, int):
+        return max(value, 0)
+    text = str(value).strip()
+    return int(text) if text.isdigit() else default
+
+
 def shell_words(text: str) -> list[str]:
     try:
         return shlex.split(text, comments=False)
@@ -188,6 +199,9 @@ class Inventory:
         self.origin: dict[str, str] = {}  # resource id -> file it was read from
         # Live or recorded state beyond Kubernetes (issue 5): "ray", "redis", "jobs", "service".
         self.state: dict[str, object] = {}
+        # Input files the sources could not check (doctor.sources.files.SkippedFile): the
+        # report lists them, so nothing is dropped without a word.
+        self.skipped: list = []
 
     # -- filling -----------------------------------------------------------------------------
     def add(self, obj: dict, origin: str = "") -> None:
@@ -274,13 +288,17 @@ class Inventory:
                 spec = obj.get("spec") or {}
                 template = spec.get("template") or {}
                 replicas = spec.get("replicas", 1) if kind != "Job" else spec.get("parallelism", 1)
-                result.append(self._workload(kind, obj, template, replicas or 0))
+                result.append(self._workload(kind, obj, template, replicas))
         for obj in self.of("Pod"):
             if not (obj.get("metadata") or {}).get("ownerReferences"):
                 result.append(self._workload("Pod", obj, obj, 1))
-        for obj in self.of("RayCluster"):
-            result.extend(self._ray_cluster_workloads(obj))
+        for cluster in self.kuberay_clusters:
+            result.extend(self._ray_cluster_workloads(cluster))
         return result
+
+    @cached_property
+    def kuberay_clusters(self) -> list[EmbeddedCluster]:
+        return embedded_clusters(self.objects)
 
     def _workload(self, kind: str, obj: dict, template: dict, replicas: int) -> Workload:
         spec = template.get("spec") or {}
@@ -288,7 +306,7 @@ class Inventory:
             kind=kind,
             namespace=namespace_of(obj),
             name=name_of(obj),
-            replicas=int(replicas),
+            replicas=count(replicas),
             pod_spec=spec,
             pod_labels=(template.get("metadata") or {}).get("labels") or {},
             obj=obj,
@@ -304,10 +322,9 @@ class Inventory:
                 break
         return workload
 
-    def _ray_cluster_workloads(self, obj: dict) -> list[Workload]:
-        spec = obj.get("spec") or {}
-        groups = [("head", spec.get("headGroupSpec") or {}, 1, "head")]
-        for group in spec.get("workerGroupSpecs") or []:
+    def _ray_cluster_workloads(self, cluster: EmbeddedCluster) -> list[Workload]:
+        groups = [("head", cluster.head_group, 1, "head")]
+        for group in cluster.worker_groups:
             replicas = group.get("replicas", group.get("minReplicas", 1))
             groups.append((group.get("groupName", "workers"), group, replicas, "worker"))
         result = []
@@ -315,22 +332,27 @@ class Inventory:
             template = group.get("template") or {}
             result.append(
                 Workload(
-                    kind="RayCluster",
-                    namespace=namespace_of(obj),
-                    name=name_of(obj),
-                    replicas=int(replicas or 0),
+                    kind=cluster.kind,
+                    namespace=cluster.namespace,
+                    name=cluster.owner_name,
+                    replicas=count(replicas),
                     pod_spec=template.get("spec") or {},
                     pod_labels={
                         **((template.get("metadata") or {}).get("labels") or {}),
-                        "ray.io/cluster": name_of(obj),
+                        "ray.io/cluster": cluster.label_value,
                         "ray.io/node-type": role,
+                        "ray.io/group": "headgroup" if role == "head" else str(group_name),
+                        "ray.io/is-ray-node": "yes",
+                        "app.kubernetes.io/name": "kuberay",
+                        "app.kubernetes.io/created-by": "kuberay-operator",
                     },
-                    obj=obj,
+                    obj=cluster.owner,
                     group=group_name,
                     ray_role=role,
                     ray_start_params={
                         str(k): str(v) for k, v in (group.get("rayStartParams") or {}).items()
                     },
+                    cluster=cluster,
                     inventory=self,
                 )
             )
@@ -348,33 +370,31 @@ class Inventory:
 
     @cached_property
     def services(self) -> dict[tuple[str, str], dict]:
-        """Services by (namespace, name), including the head Service KubeRay creates."""
+        """Services by (namespace, name), including those the KubeRay operator creates."""
         result = {(namespace_of(s), name_of(s)): s for s in self.of("Service")}
-        for cluster in self.of("RayCluster"):
-            head = ((cluster.get("spec") or {}).get("headGroupSpec") or {}).get("template") or {}
-            declared = [
-                {"name": p.get("name", ""), "port": p["containerPort"]}
-                for c in ((head.get("spec") or {}).get("containers") or [])[:1]
-                for p in c.get("ports") or []
-                if "containerPort" in p
-            ]
-            ports = declared or [{"name": n, "port": p} for n, p in KUBERAY_HEAD_PORTS.items()]
-            name = f"{name_of(cluster)}-head-svc"
-            result.setdefault(
-                (namespace_of(cluster), name),
-                {
-                    "kind": "Service",
-                    "metadata": {"name": name, "namespace": namespace_of(cluster)},
-                    "spec": {
-                        "selector": {
-                            "ray.io/cluster": name_of(cluster),
-                            "ray.io/node-type": "head",
-                        },
-                        "ports": ports,
-                    },
-                },
-            )
+        for cluster in self.kuberay_clusters:
+            for service in created_services(cluster):
+                result.setdefault((namespace_of(service), name_of(service)), service)
         return result
+
+    @cached_property
+    def ingresses(self) -> list[dict]:
+        """Ingresses, including the one KubeRay creates for `enableIngress`."""
+        created = [i for c in self.kuberay_clusters for i in created_ingresses(c)]
+        return self.of("Ingress") + created
+
+    def network_policies_in(self, namespace: str) -> list[dict]:
+        """A namespace's NetworkPolicies, including those KubeRay creates for networkPolicy."""
+        return self.in_namespace("NetworkPolicy", namespace) + self._created_policies.get(
+            namespace, []
+        )
+
+    @cached_property
+    def _created_policies(self) -> dict[str, list[dict]]:
+        index: dict[str, list[dict]] = defaultdict(list)
+        for cluster in self.kuberay_clusters:
+            index[cluster.namespace].extend(created_network_policies(cluster))
+        return index
 
     def selected_workloads(self, service: dict) -> list[Workload]:
         selector = (service.get("spec") or {}).get("selector") or {}

@@ -3,34 +3,40 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 from doctor.inventory import Workload
-from service.memory_model import parse_quantity_gib
+from service import quantities
+from service.quantities import InvalidQuantity
 
 GPU = "nvidia.com/gpu"
-
-
-def cpu_cores(quantity) -> float:
-    text = str(quantity).strip()
-    return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+PERCENT = re.compile(r"\d+%")  # an IntOrString percentage, as maxSurge takes it
 
 
 def amount(resource: str, quantity) -> float:
+    """Memory in GiB, CPU in cores, anything else (GPUs) as a count; InvalidQuantity if none."""
     if resource == "memory":
-        return parse_quantity_gib(quantity)
-    if resource == "cpu":
-        return cpu_cores(quantity)
-    return float(quantity)
+        return quantities.gib(quantity)
+    return float(quantities.parse(quantity))
+
+
+def amount_or_none(resource: str, quantity) -> float | None:
+    """amount(), or None for a value that is not a quantity (CONF001 reports those)."""
+    try:
+        return amount(resource, quantity)
+    except InvalidQuantity:
+        return None
 
 
 def container_value(container: dict, kind: str, resource: str) -> float | None:
-    """A container's request or limit; a missing request defaults to the limit, as in k8s."""
+    """A container's request or limit; a missing request defaults to the limit, as in k8s.
+    None when it is not set or is not a quantity."""
     resources = container.get("resources") or {}
     value = (resources.get(kind) or {}).get(resource)
     if value is None and kind == "requests":
         value = (resources.get("limits") or {}).get(resource)
-    return None if value is None else amount(resource, value)
+    return None if value is None else amount_or_none(resource, value)
 
 
 @dataclass(frozen=True)
@@ -61,9 +67,11 @@ def surge_pods(workload: Workload) -> int:
     if strategy.get("type") == "Recreate":
         return 0
     surge = (strategy.get("rollingUpdate") or {}).get("maxSurge", "25%")
-    if isinstance(surge, str) and surge.endswith("%"):
-        return math.ceil(workload.replicas * float(surge[:-1]) / 100)
-    return int(surge)
+    if isinstance(surge, int):
+        return surge
+    if PERCENT.fullmatch(str(surge)):
+        return math.ceil(workload.replicas * int(str(surge)[:-1]) / 100)
+    return 0  # not an int or a percentage: the API server refuses it; CONF001 says so
 
 
 def format_gib(value: float) -> str:

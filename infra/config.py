@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
-from service.memory_model import parse_quantity_gib
+from service import quantities
 
 PROJECT = "mochi"
 RAY_MODES = ("kuberay", "plain")
@@ -171,4 +171,4 @@ def is_pinned_image(image: str) -> bool:
 
 
 def gib(quantity: str) -> float:
-    return parse_quantity_gib(quantity)
+    return quantities.gib(quantity)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from infra import naming
+from service import quantities
 from infra.config import StackConfig, gib
 
 # Small fixed-size containers (no config key: they do not scale with the workload).
@@ -47,8 +48,7 @@ class PodBudget:
 
 
 def parse_cpu(quantity: str) -> float:
-    text = str(quantity)
-    return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+    return quantities.cores(quantity)
 
 
 def api(config: StackConfig) -> Resources:

@@ -228,25 +228,11 @@ def worker_host_memory_gib(
 
 
 def parse_quantity_gib(quantity: str | int | float) -> float:
-    """A Kubernetes memory quantity ("64Gi", "32G", "512Mi", "30000000000") in GiB."""
-    text = str(quantity).strip()
-    suffixes = {
-        "Ki": 2**10,
-        "Mi": 2**20,
-        "Gi": 2**30,
-        "Ti": 2**40,
-        "Pi": 2**50,
-        "k": 10**3,
-        "K": 10**3,
-        "M": 10**6,
-        "G": 10**9,
-        "T": 10**12,
-        "P": 10**15,
-    }
-    for suffix in sorted(suffixes, key=len, reverse=True):
-        if text.endswith(suffix):
-            number = text[: -len(suffix)]
-            return float(number) * suffixes[suffix] / GIB
-    if text.endswith("m"):  # millibytes, legal if odd
-        return float(text[:-1]) / 1000 / GIB
-    return float(text) / GIB
+    """A Kubernetes memory quantity ("64Gi", "32G", "512Mi", "30000000000") in GiB.
+
+    Raises service.quantities.InvalidQuantity (a ValueError) for anything else, such as "64GB".
+    """
+    # Imported here: the API imports this module, and its image has no `kubernetes`.
+    from service.quantities import gib
+
+    return gib(quantity)

@@ -3,6 +3,7 @@
 from doctor.checks import (  # noqa: F401
     availability,
     connectivity,
+    exposure,
     gpu_usage,
     jobs,
     memory,
@@ -12,6 +13,9 @@ from doctor.checks import (  # noqa: F401
     ray_state,
     reachability,
     redis_config,
+    redis_server,
+    scheduling,
+    secrets,
     security,
     service,
 )

@@ -187,23 +187,6 @@ def output_not_shared(inventory: Inventory):
                 + "; ".join(sorted(f"{u.workload.label}: {u.storage}" for u in uses if u.shared)),
                 "; ".join(sorted({u.describe_mount() for u in uses if u.shared})),
             )
-        claims: dict[str, list[OutputUse]] = defaultdict(list)
-        for use in uses:
-            if use.volume and "persistentVolumeClaim" in use.volume:
-                claims[use.volume["persistentVolumeClaim"].get("claimName")].append(use)
-        for claim_name, claim_uses in claims.items():
-            claim = inventory.get("PersistentVolumeClaim", namespace, claim_name)
-            modes = ((claim or {}).get("spec") or {}).get("accessModes") or []
-            users = {id(u.workload): u.workload for u in claim_uses}.values()
-            pod_count = sum(max(w.replicas, 1) for w in users)
-            if modes and "ReadWriteMany" not in modes and pod_count > 1:
-                yield Hit(
-                    f"PersistentVolumeClaim/{namespace}/{claim_name}",
-                    f"claim {claim_name} is {'/'.join(modes)} but {pod_count} pods of "
-                    f"{', '.join(sorted(w.label for w in users))} mount it: pods on other nodes "
-                    "stay in ContainerCreating (Multi-Attach error)",
-                    f"accessModes: {modes}",
-                )
 
 
 @check(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from doctor.inventory import Inventory, name_of, namespace_of
 from doctor.registry import Hit, check
-from doctor.resources import GPU, amount, pod_totals, surge_pods
+from doctor.resources import GPU, amount_or_none, pod_totals, surge_pods
 
 # ResourceQuota keys -> (requests|limits, resource)
 QUOTA_KEYS = {
@@ -77,7 +77,9 @@ def _quota_hits(inventory: Inventory, quota: dict, during_rollout: bool):
         if key not in QUOTA_KEYS:
             continue
         kind, resource = QUOTA_KEYS[key]
-        limit = amount(resource, value)
+        limit = amount_or_none(resource, value)
+        if limit is None:  # not a quantity: CONF001 reports it
+            continue
         steady, rollout, parts = namespace_demand(inventory, namespace, kind, resource)
         total = rollout if during_rollout else steady
         if total <= limit or (during_rollout and steady > limit):
@@ -101,7 +103,8 @@ def _quota_hits(inventory: Inventory, quota: dict, during_rollout: bool):
 def gpus_against_nodes(inventory: Inventory):
     nodes = inventory.of("Node")
     allocatable = [
-        float(((n.get("status") or {}).get("allocatable") or {}).get(GPU, 0)) for n in nodes
+        amount_or_none(GPU, ((n.get("status") or {}).get("allocatable") or {}).get(GPU, 0)) or 0
+        for n in nodes
     ]
     if not nodes:
         return

@@ -1,86 +1,14 @@
-"""Security: Ray ports reachable from outside, no NetworkPolicy around Ray and Redis, Redis
-without a password, privileged or root containers, secrets in plain env, mutable tags that a
-node caches, one workload running several image digests."""
+"""Security: no NetworkPolicy around Ray and Redis, privileged or root containers, mutable tags
+that a node caches, one workload running several image digests."""
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 
+from doctor.checks.redis_server import is_redis_server
 from doctor.images import MUTABLE_TAGS, build_for_image, parse_image
-from doctor.inventory import Inventory, Workload, command_text, labels_match, name_of, namespace_of
-from doctor.raystart import listening_ports
+from doctor.inventory import Inventory, Workload, labels_match, name_of, namespace_of
 from doctor.registry import Hit, check
-
-EXPOSED_TYPES = ("LoadBalancer", "NodePort")
-SECRET_NAME = re.compile(
-    r"(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|ACCESS_KEY|PRIVATE_KEY|CREDENTIAL)"
-)
-URL_PASSWORD = re.compile(r"\b[a-z][a-z0-9+.-]*://[^:/@\s]*:(?P<password>[^@/\s]+)@")
-
-
-def _ray_ports_of(service: dict, inventory: Inventory) -> list[str]:
-    exposed = []
-    ray_pods = [w for w in inventory.selected_workloads(service) if w.ray_role == "head"]
-    if not ray_pods:
-        return []
-    ports = {p: what for w in ray_pods for what, p in listening_ports(w).items()}
-    for port in (service.get("spec") or {}).get("ports") or []:
-        target = port.get("targetPort", port.get("port"))
-        number = int(target) if str(target).isdigit() else port.get("port")
-        if number in ports and ports[number] != "metrics":
-            exposed.append(f"{ports[number]} port {port.get('port')}")
-    return exposed
-
-
-@check(
-    "SEC001",
-    "error",
-    "security",
-    "The Ray dashboard, client or GCS port is reachable from outside the cluster",
-    "Make the Service ClusterIP (serviceType: ClusterIP for KubeRay) and reach the dashboard "
-    "with kubectl port-forward; Ray has no authentication on these ports.",
-)
-def ray_exposed(inventory: Inventory):
-    for service in inventory.of("Service"):
-        kind = (service.get("spec") or {}).get("type", "ClusterIP")
-        if kind not in EXPOSED_TYPES:
-            continue
-        exposed = _ray_ports_of(service, inventory)
-        if exposed:
-            yield Hit(
-                f"Service/{namespace_of(service)}/{name_of(service)}",
-                f"Service type {kind} publishes the Ray head's {', '.join(exposed)}: anyone who "
-                "reaches a node or the load balancer can run code on the cluster",
-                f"type: {kind}",
-            )
-    for cluster in inventory.of("RayCluster"):
-        head = (cluster.get("spec") or {}).get("headGroupSpec") or {}
-        kind = head.get("serviceType", "ClusterIP")
-        if kind in EXPOSED_TYPES:
-            yield Hit(
-                f"RayCluster/{namespace_of(cluster)}/{name_of(cluster)}",
-                f"headGroupSpec.serviceType {kind} publishes the GCS, client and dashboard ports",
-                f"serviceType: {kind}",
-            )
-    for ingress in inventory.of("Ingress"):
-        namespace = namespace_of(ingress)
-        for rule in (ingress.get("spec") or {}).get("rules") or []:
-            for path in (rule.get("http") or {}).get("paths") or []:
-                backend = (path.get("backend") or {}).get("service") or {}
-                service = inventory.services.get((namespace, backend.get("name")))
-                if service and _ray_ports_of(service, inventory):
-                    yield Hit(
-                        f"Ingress/{namespace}/{name_of(ingress)}",
-                        f"Ingress routes {rule.get('host', '*')}{path.get('path', '/')} to the Ray "
-                        f"head Service {backend.get('name')}",
-                        f"backend.service: {backend.get('name')}:{backend.get('port')}",
-                    )
-
-
-def is_redis_server(container: dict) -> bool:
-    image = parse_image(container.get("image", ""))
-    return image.short_name.startswith("redis") and "exporter" not in image.short_name
 
 
 @check(
@@ -107,51 +35,6 @@ def no_network_policy(inventory: Inventory):
                 f"{workload.label} ({what}) accepts connections from every pod in the cluster",
                 f"no NetworkPolicy in {workload.namespace} selects labels {workload.pod_labels}",
             )
-
-
-def _redis_password_set(
-    inventory: Inventory, workload: Workload, container: dict, command: str
-) -> bool:
-    """requirepass on the command line, in the image's env convention, or in a mounted config."""
-    env = workload.env(container)
-    if "requirepass" in command or "REDIS_PASSWORD" in env:
-        return True
-    redis_args = env.get("REDIS_ARGS")
-    if redis_args is not None and "requirepass" in (redis_args.value or ""):
-        return True
-    for mount in container.get("volumeMounts") or []:
-        config_map = (workload.volume(mount.get("name")) or {}).get("configMap")
-        if not config_map:
-            continue
-        data = (inventory.get("ConfigMap", workload.namespace, config_map.get("name")) or {}).get(
-            "data"
-        ) or {}
-        if any("requirepass" in str(value) for value in data.values()):
-            return True
-    return False
-
-
-@check(
-    "SEC003",
-    "error",
-    "security",
-    "Redis runs without a password",
-    "Start Redis with --requirepass from a Secret (env REDIS_PASSWORD) and give clients the "
-    "password from the same Secret.",
-)
-def redis_without_password(inventory: Inventory):
-    for workload in inventory.workloads:
-        for container in workload.containers:
-            if not is_redis_server(container):
-                continue
-            command = command_text(container)
-            if not _redis_password_set(inventory, workload, container, command):
-                yield Hit(
-                    workload.resource,
-                    f"container {container.get('name')} ({container.get('image')}) accepts "
-                    "every client without a password",
-                    f"command: {command or '(image default)'}; no requirepass, no REDIS_PASSWORD",
-                )
 
 
 def _root_evidence(inventory: Inventory, workload: Workload, container: dict) -> str | None:
@@ -189,45 +72,6 @@ def root_or_privileged(inventory: Inventory):
                     f"container {container.get('name')} of {workload.label} runs as root or "
                     "privileged",
                     evidence,
-                )
-
-
-def _mask(value: str) -> str:
-    return f"{value[:2]}*** ({len(value)} chars)" if len(value) > 4 else "***"
-
-
-@check(
-    "SEC005",
-    "error",
-    "security",
-    "A secret is written as a plain value in a pod spec or ConfigMap",
-    "Move it to a Secret and reference it with valueFrom.secretKeyRef (or envFrom.secretRef).",
-)
-def plain_secrets(inventory: Inventory):
-    for workload in inventory.workloads:
-        for container in workload.all_containers:
-            for item in container.get("env") or []:
-                name, value = item.get("name", ""), item.get("value")
-                if not value:
-                    continue
-                match = URL_PASSWORD.search(str(value))
-                if SECRET_NAME.search(name.upper()) or match:
-                    shown = _mask(match.group("password") if match else str(value))
-                    yield Hit(
-                        workload.resource,
-                        f"env {name} of container {container.get('name')} holds a secret in the "
-                        "pod spec, readable by anyone who can read the workload",
-                        f"{name}={shown}",
-                    )
-    for cm in inventory.of("ConfigMap"):
-        for key, value in (cm.get("data") or {}).items():
-            match = URL_PASSWORD.search(str(value))
-            if (SECRET_NAME.search(key.upper()) and str(value)) or match:
-                yield Hit(
-                    f"ConfigMap/{namespace_of(cm)}/{name_of(cm)}",
-                    f"ConfigMap key {key} holds a secret; ConfigMaps are not access-controlled "
-                    "like Secrets",
-                    f"{key}: {_mask(match.group('password') if match else str(value))}",
                 )
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import json
+import re
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,13 +41,32 @@ class InputError(Exception):
     """The input cannot be read: the doctor exits 2 with this message."""
 
 
+class SkippedFile(InputError):
+    """One input file the doctor cannot check: a note in the report, and the run goes on."""
+
+    def __init__(self, path: str, reason: str):
+        self.path, self.reason = path, reason
+        super().__init__(f"{path} {reason}")
+
+    def to_dict(self) -> dict[str, str]:
+        return {"path": self.path, "reason": self.reason}
+
+
+STDIN = "-"
+STDIN_NAME = "<stdin>"
+KUSTOMIZATIONS = {"kustomization.yaml", "kustomization.yml", "Kustomization"}
+TEMPLATE_MARK = re.compile(r"\{\{.*?\}\}", re.S)
+
+
 def walk(paths: list[str]) -> Iterator[Path]:
-    """Every file under the given paths, in a stable order."""
+    """Every file under the given paths, in a stable order; `-` (standard input) as is."""
     for raw in paths:
         path = Path(raw)
-        if not path.exists():
+        if raw == STDIN:
+            yield path
+        elif not path.exists():
             raise InputError(f"{raw}: no such file or directory")
-        if path.is_dir():
+        elif path.is_dir():
             yield from sorted(
                 p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")
             )
@@ -53,23 +74,45 @@ def walk(paths: list[str]) -> Iterator[Path]:
             yield path
 
 
+def is_stdin(path: Path) -> bool:
+    return str(path) == STDIN
+
+
+def display_name(path: Path) -> str:
+    return STDIN_NAME if is_stdin(path) else str(path)
+
+
 def read_text(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        return sys.stdin.read() if is_stdin(path) else path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"{path}: cannot read: {error}") from None
+        raise SkippedFile(display_name(path), f"is unreadable (cannot read: {error})") from None
+
+
+def needs_rendering(path: Path) -> str | None:
+    """Why a file must be rendered before the doctor can read it, or None."""
+    pipe = "| doctor diagnose --manifests -"
+    if path.name in KUSTOMIZATIONS:
+        return f"is a kustomization: build it first (`kustomize build {path.parent} {pipe}`)"
+    if path.name == "Chart.yaml":
+        return f"is a Helm chart: render it first (`helm template {path.parent} {pipe}`)"
+    return None
 
 
 def load_documents(path: Path, machine_written: bool = False) -> list[dict]:
-    """The objects of a YAML (multi-document) or JSON file; non-mappings are skipped.
+    """The mappings of a YAML (multi-document) or JSON file, or `-`; raises SkippedFile.
 
     Human-written manifests are read with PyYAML (YAML 1.1, as Kubernetes reads them). A dump
     that kubectl wrote (machine_written) quotes every ambiguous scalar, so the much faster
     YAML 1.2 parser yaml-rs reads it the same way when it is installed.
     """
+    name = display_name(path)
+    if reason := needs_rendering(path):
+        raise SkippedFile(name, reason)
     text = read_text(path)
+    as_json = path.suffix in JSON_SUFFIXES or (is_stdin(path) and text.lstrip()[:1] in "{[")
     try:
-        if path.suffix in JSON_SUFFIXES:
+        if as_json:
             documents = [json.loads(text)] if text.strip() else []
         elif machine_written and yaml_rs is not None:
             loaded = yaml_rs.loads(text) if text.strip() else []
@@ -77,6 +120,14 @@ def load_documents(path: Path, machine_written: bool = False) -> list[dict]:
         else:
             documents = list(yaml.load_all(text, Loader=_Loader))
     except (yaml.YAMLError, json.JSONDecodeError, *_FAST_ERRORS) as error:
-        detail = " ".join(str(error).split())
-        raise InputError(f"{path}: not valid {path.suffix.lstrip('.').upper()}: {detail}") from None
+        raise SkippedFile(name, _unparsed_reason(text, error, as_json)) from None
     return [doc for doc in documents if isinstance(doc, dict)]
+
+
+def _unparsed_reason(text: str, error: Exception, as_json: bool) -> str:
+    # A rendered manifest may hold `{{ }}` in its strings (alert rules, Argo parameters) and
+    # parses; a Helm or Go template's actions break the YAML, so only then is it one.
+    if TEMPLATE_MARK.search(text):
+        return "is a template: render it first (`helm template … | doctor diagnose --manifests -`)"
+    detail = " ".join(str(error).split())
+    return f"is not valid {'JSON' if as_json else 'YAML'}: {detail}"

@@ -33,7 +33,14 @@ NAMESPACED = (
     ("NetworkingV1Api", "list_namespaced_network_policy"),
 )
 CLUSTER = (("CoreV1Api", "list_node"),)
-RAY_CLUSTERS = ("ray.io", "v1", "rayclusters")
+# KubeRay's kinds (group ray.io, version v1): kind -> plural. Each is read beside the core
+# objects; a kind whose CRD is not installed is simply absent.
+KUBERAY_PLURALS = {
+    "RayCluster": "rayclusters",
+    "RayJob": "rayjobs",
+    "RayService": "rayservices",
+    "RayCronJob": "raycronjobs",
+}
 DROPPED_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
 
 
@@ -101,7 +108,12 @@ def read_kubernetes(
             _try(
                 read, method, lambda a=api_class, m=method: _list(client, api, read, a, m, deadline)
             )
-        _try(read, "rayclusters", lambda: _ray_clusters(client, api, read, deadline, namespace))
+        for kind, plural in KUBERAY_PLURALS.items():
+            _try(
+                read,
+                plural,
+                lambda k=kind, p=plural: _kuberay(client, api, read, deadline, namespace, k, p),
+            )
         _try(read, "logs", lambda: _logs(client, api, read, deadline))
         if probe_from_pod:
             _try(read, "probe-from-pod", lambda: _probe_from_pods(client, api, read, deadline))
@@ -151,23 +163,22 @@ def _list(client, api, read, api_class, method, deadline, namespace=None) -> Non
     _add_list(read, data, (data.get("kind") or "").removesuffix("List"))
 
 
-def _ray_clusters(client, api, read, deadline, namespace) -> None:
-    group, version, plural = RAY_CLUSTERS
+def _kuberay(client, api, read, deadline, namespace, kind: str, plural: str) -> None:
     custom = client.CustomObjectsApi(api)
     try:
         response = custom.list_namespaced_custom_object(
-            group,
-            version,
+            "ray.io",
+            "v1",
             namespace,
             plural,
             _preload_content=False,
             _request_timeout=_timeout(deadline),
         )
     except client.ApiException as error:
-        if error.status == 404:  # KubeRay not installed: no RayCluster kind
+        if error.status == 404:  # this KubeRay CRD is not installed: no such kind here
             return
         raise
-    _add_list(read, json.loads(response.data), "RayCluster")
+    _add_list(read, json.loads(response.data), kind)
 
 
 def _failing(status: dict) -> bool:

@@ -1,0 +1,315 @@
+"""Redis servers in the manifests, read the way the server itself reads its settings (config
+file first, then the command line): a server that accepts every client without a password
+(SEC003), and an append-only file written where a restart loses it (REDIS005)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import posixpath
+from dataclasses import dataclass
+from functools import cached_property
+
+from doctor.images import parse_image
+from doctor.inventory import Inventory, Workload, command_text, shell_words
+from doctor.registry import Hit, check
+
+SERVER_PROGRAMS = ("redis-server", "redis-stack-server")
+OFFICIAL_REPOSITORIES = {"redis", "library/redis", "docker.io/redis", "docker.io/library/redis"}
+SERVER_IMAGES = {"redis", "redis-stack", "redis-stack-server", "redis-cluster"}
+SHELL_SEPARATORS = {"&&", "||", ";", "|", "&"}
+LOOPBACK = {"127.0.0.1", "::1", "-::1", "localhost"}
+BITNAMI_DATA_DIR = "/bitnami/redis/data"
+# The official image runs from WORKDIR /data and is built with protected mode off.
+OFFICIAL_DATA_DIR = "/data"
+
+
+def _flavor(image: str) -> str:
+    """"bitnami", "official" (docker-library, redis-stack) or "other"."""
+    ref = parse_image(image)
+    repository = ref.repository.lower()
+    if "bitnami" in repository:
+        return "bitnami"
+    if repository.endswith("/library/redis") or repository in OFFICIAL_REPOSITORIES:
+        return "official"
+    if ref.short_name.startswith("redis-stack"):
+        return "official"
+    return "other"
+
+
+def is_redis_server(container: dict) -> bool:
+    """A container that runs a Redis server: a Redis server image whose command starts the
+    server (or keeps the image's own), not one that only runs redis-cli against another."""
+    image = parse_image(str(container.get("image", "")))
+    if image.short_name.lower() not in SERVER_IMAGES:
+        return False
+    text = command_text(container)
+    if any(program in text for program in SERVER_PROGRAMS):
+        return True
+    if "redis-cli" in text or "sentinel" in text:
+        return False
+    if container.get("command"):
+        return _flavor(str(container.get("image", ""))) == "bitnami" and "/bitnami/" in text
+    args = [str(a) for a in container.get("args") or []]
+    # The official entrypoint starts the server when the first argument is a flag or a file.
+    return not args or args[0].startswith("-") or args[0].endswith(".conf")
+
+
+def _server_words(container: dict) -> list[str] | None:
+    """The words after the redis-server program, up to the shell's next command."""
+    words = shell_words(command_text(container))
+    for i, word in enumerate(words):
+        if posixpath.basename(word) in SERVER_PROGRAMS:
+            rest = words[i + 1 :]
+            end = next((j for j, w in enumerate(rest) if w in SHELL_SEPARATORS), len(rest))
+            return rest[:end]
+    if container.get("command"):
+        return None
+    return words
+
+
+def parse_config(text: str) -> dict[str, str]:
+    """redis.conf directives (the last one wins, as in Redis)."""
+    settings: dict[str, str] = {}
+    for line in text.splitlines():
+        words = shell_words(line.strip())
+        if words and not words[0].startswith("#"):
+            settings[words[0].lower()] = " ".join(words[1:])
+    return settings
+
+
+def _flags(words: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Config files and `--name value...` options of a redis-server command line."""
+    files: list[str] = []
+    flags: dict[str, str] = {}
+    name = None
+    for word in words:
+        if word.startswith("--") and len(word) > 2:
+            name = word[2:].lower()
+            flags[name] = ""
+        elif name is not None:
+            flags[name] = f"{flags[name]} {word}".strip()
+        elif word != "-":
+            files.append(word)
+    return files, flags
+
+
+@dataclass
+class RedisServer:
+    workload: Workload
+    container: dict
+
+    @property
+    def name(self) -> str:
+        return str(self.container.get("name", "?"))
+
+    @cached_property
+    def flavor(self) -> str:
+        return _flavor(str(self.container.get("image", "")))
+
+    @cached_property
+    def env(self):
+        return self.workload.env(self.container)
+
+    @property
+    def uses_bitnami_entrypoint(self) -> bool:
+        return self.flavor == "bitnami" and not self.container.get("command")
+
+    def env_text(self, name: str) -> str | None:
+        item = self.env.get(name)
+        return None if item is None else item.value
+
+    @cached_property
+    def command_words(self) -> list[str] | None:
+        words = _server_words(self.container)
+        if words is None:
+            return None
+        extra = self.env_text("REDIS_ARGS") or ""  # redis-stack's way to pass options
+        if self.uses_bitnami_entrypoint:
+            extra = f"{extra} {self.env_text('REDIS_EXTRA_FLAGS') or ''}"
+        return words + shell_words(extra)
+
+    @cached_property
+    def config_files(self) -> list[str]:
+        return _flags(self.command_words or [])[0]
+
+    @cached_property
+    def config(self) -> dict[str, str] | None:
+        """Every directive the server reads; None when a config file it loads is not in the
+        input (or the command line cannot be read), so that nothing can be said."""
+        if self.command_words is None:
+            return None
+        settings: dict[str, str] = {}
+        for path in self.config_files:
+            text = self._mounted_text(path)
+            if text is None:
+                return None
+            settings.update(parse_config(text))
+        settings.update(_flags(self.command_words)[1])
+        return settings
+
+    def _mounted_text(self, path: str) -> str | None:
+        """The text of a file a ConfigMap or Secret of the input mounts at `path`."""
+        for mount in self.container.get("volumeMounts") or []:
+            mount_path = str(mount.get("mountPath", "")).rstrip("/")
+            if mount.get("subPath"):
+                key = str(mount["subPath"]) if path == mount_path else None
+            elif posixpath.dirname(path) == mount_path:
+                key = posixpath.basename(path)
+            else:
+                key = None
+            if key is not None:
+                return self._volume_file(self.workload.volume(mount.get("name")) or {}, key)
+        return None
+
+    def _volume_file(self, volume: dict, path: str) -> str | None:
+        source = volume.get("configMap") or volume.get("secret")
+        if not source:
+            return None
+        kind = "ConfigMap" if "configMap" in volume else "Secret"
+        name = source.get("name") or source.get("secretName")
+        obj = self.workload.inventory.get(kind, self.workload.namespace, name) or {}
+        items = {i.get("path"): i.get("key") for i in source.get("items") or []}
+        key = items.get(path, path if not items else None)
+        if key in (obj.get("stringData") or {}):
+            return str(obj["stringData"][key])
+        value = (obj.get("data") or {}).get(key)
+        if value is None or kind == "ConfigMap":
+            return None if value is None else str(value)
+        try:
+            return base64.b64decode(str(value)).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+
+    # -- what it is set to -------------------------------------------------------------------
+    def password_source(self) -> str | None:
+        """Where its password comes from; "" when it has none; None when unknown."""
+        config = self.config
+        if config is not None and config.get("requirepass", "").strip("\"'"):
+            return "requirepass"
+        if self.flavor == "bitnami":
+            for name in ("REDIS_PASSWORD", "REDIS_PASSWORD_FILE"):
+                item = self.env.get(name)
+                if item is not None and (item.value is None or item.value):
+                    return name
+            allow_empty = (self.env_text("ALLOW_EMPTY_PASSWORD") or "").lower()
+            # Without either, bitnami's entrypoint refuses to start: not an open server.
+            return "" if allow_empty in ("yes", "true", "1") else None
+        if self.flavor == "other" and ({"REDIS_PASSWORD", "REDIS_ARGS"} & set(self.env)):
+            return "env"  # an image of its own convention: assume it reads these
+        return "" if config is not None else None
+
+    def loopback_only(self) -> bool:
+        binds = set((self.config or {}).get("bind", "").split())
+        return bool(binds) and binds <= LOOPBACK
+
+    def protected(self) -> bool:
+        """protected-mode yes and no bind: Redis itself refuses clients from other hosts."""
+        config = self.config or {}
+        return config.get("protected-mode", "").lower() == "yes" and not config.get("bind")
+
+    def appendonly(self) -> str | None:
+        """Where `appendonly yes` comes from, or None."""
+        config = self.config or {}
+        if "appendonly" in config:
+            return "appendonly yes" if config["appendonly"].lower() == "yes" else None
+        if self.uses_bitnami_entrypoint:
+            aof = (self.env_text("REDIS_AOF_ENABLED") or "yes").lower()
+            return "bitnami's default REDIS_AOF_ENABLED=yes" if aof == "yes" else None
+        return None
+
+    def data_dir(self) -> str | None:
+        config = self.config or {}
+        default = BITNAMI_DATA_DIR if self.uses_bitnami_entrypoint else None
+        if self.flavor == "official":
+            default = OFFICIAL_DATA_DIR
+        directory = config.get("dir", "").strip("\"'")
+        if not directory:
+            return default
+        if posixpath.isabs(directory):
+            return posixpath.normpath(directory)
+        return posixpath.normpath(posixpath.join(default, directory)) if default else None
+
+    def volume_under(self, directory: str) -> tuple[dict, dict] | None:
+        """The mount (and its volume) that holds `directory`, the deepest one."""
+        best = None
+        for mount in self.container.get("volumeMounts") or []:
+            mount_path = posixpath.normpath(str(mount.get("mountPath", "/")))
+            if mount.get("subPath") and mount_path != directory:
+                continue
+            if directory == mount_path or directory.startswith(mount_path.rstrip("/") + "/"):
+                if best is None or len(mount_path) > len(best[0]["mountPath"]):
+                    best = (mount, self.workload.volume(mount.get("name")) or {})
+        return best
+
+
+def redis_servers(inventory: Inventory) -> list[RedisServer]:
+    return [
+        RedisServer(workload, container)
+        for workload in inventory.workloads
+        for container in workload.containers
+        if is_redis_server(container)
+    ]
+
+
+def _describe(server: RedisServer) -> str:
+    command = command_text(server.container) or "(image default)"
+    files = f"; config {', '.join(server.config_files)}" if server.config_files else ""
+    return f"command: {command}{files}"
+
+
+@check(
+    "SEC003",
+    "error",
+    "security",
+    "Redis runs without a password",
+    "Start Redis with --requirepass from a Secret (env REDIS_PASSWORD) and give clients the "
+    "password from the same Secret.",
+)
+def redis_without_password(inventory: Inventory):
+    for server in redis_servers(inventory):
+        if server.password_source() != "" or server.loopback_only() or server.protected():
+            continue
+        ignored = ""
+        if server.flavor == "official" and "REDIS_PASSWORD" in server.env:
+            ignored = " (the official image ignores env REDIS_PASSWORD: pass --requirepass)"
+        if server.flavor == "bitnami":
+            evidence = "ALLOW_EMPTY_PASSWORD=yes; no REDIS_PASSWORD"
+        else:
+            evidence = f"{_describe(server)}; no requirepass"
+        yield Hit(
+            server.workload.resource,
+            f"container {server.name} ({server.container.get('image')}) accepts every client "
+            f"without a password{ignored}",
+            evidence,
+        )
+
+
+@check(
+    "REDIS005",
+    "warning",
+    "availability",
+    "Redis writes its append-only file where a restart loses it",
+    "Mount a PersistentVolumeClaim at Redis's data dir (a StatefulSet volumeClaimTemplate), or "
+    "turn appendonly off if the data may be lost.",
+)
+def appendonly_without_volume(inventory: Inventory):
+    for server in redis_servers(inventory):
+        appendonly, directory = server.appendonly(), server.data_dir()
+        if not appendonly or not directory:
+            continue
+        held = server.volume_under(directory)
+        if held is None:
+            where = "in the container's own filesystem: a container restart or a new pod"
+            evidence = f"{appendonly}; dir {directory}; no volume mounted there"
+        elif "emptyDir" in held[1]:
+            where = "on an emptyDir: deleting, evicting or rescheduling the pod"
+            evidence = f"{appendonly}; dir {directory}; emptyDir {held[0].get('name')}"
+        else:
+            continue
+        yield Hit(
+            server.workload.resource,
+            f"container {server.name} ({server.container.get('image')}) writes its append-only "
+            f"file to {directory} {where} loses every key it holds",
+            evidence,
+        )
