@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from infra import naming
-from service import quantities
 from infra.config import StackConfig, gib
+from service import quantities
 
 # Small fixed-size containers (no config key: they do not scale with the workload).
 SUPERVISOR_RESOURCES = ("250m", "512Mi")

@@ -6,6 +6,7 @@ from doctor.checks import (  # noqa: F401
     exposure,
     gpu_usage,
     jobs,
+    kuberay_status,
     memory,
     permissions,
     quota,

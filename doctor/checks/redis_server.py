@@ -25,7 +25,7 @@ OFFICIAL_DATA_DIR = "/data"
 
 
 def _flavor(image: str) -> str:
-    """"bitnami", "official" (docker-library, redis-stack) or "other"."""
+    """ "bitnami", "official" (docker-library, redis-stack) or "other"."""
     ref = parse_image(image)
     repository = ref.repository.lower()
     if "bitnami" in repository:
@@ -134,9 +134,13 @@ class RedisServer:
         return _flags(self.command_words or [])[0]
 
     @cached_property
-    def config(self) -> dict[str, str] | None:
-        """Every directive the server reads; None when a config file it loads is not in the
-        input (or the command line cannot be read), so that nothing can be said."""
+    def flags(self) -> dict[str, str]:
+        return _flags(self.command_words or [])[1]
+
+    @cached_property
+    def file_settings(self) -> dict[str, str] | None:
+        """The directives of its config files; None when one of them is not in the input (or
+        the command line cannot be read), so that only its command line is known."""
         if self.command_words is None:
             return None
         settings: dict[str, str] = {}
@@ -145,8 +149,15 @@ class RedisServer:
             if text is None:
                 return None
             settings.update(parse_config(text))
-        settings.update(_flags(self.command_words)[1])
         return settings
+
+    def setting(self, name: str, default: str = "") -> str | None:
+        """A directive as the server sees it (the command line wins); None when unknown."""
+        if name in self.flags:
+            return self.flags[name].strip("\"'")
+        if self.file_settings is None:
+            return None
+        return self.file_settings.get(name, default).strip("\"'")
 
     def _mounted_text(self, path: str) -> str | None:
         """The text of a file a ConfigMap or Secret of the input mounts at `path`."""
@@ -184,8 +195,7 @@ class RedisServer:
     # -- what it is set to -------------------------------------------------------------------
     def password_source(self) -> str | None:
         """Where its password comes from; "" when it has none; None when unknown."""
-        config = self.config
-        if config is not None and config.get("requirepass", "").strip("\"'"):
+        if self.setting("requirepass"):
             return "requirepass"
         if self.flavor == "bitnami":
             for name in ("REDIS_PASSWORD", "REDIS_PASSWORD_FILE"):
@@ -197,33 +207,30 @@ class RedisServer:
             return "" if allow_empty in ("yes", "true", "1") else None
         if self.flavor == "other" and ({"REDIS_PASSWORD", "REDIS_ARGS"} & set(self.env)):
             return "env"  # an image of its own convention: assume it reads these
-        return "" if config is not None else None
+        return "" if self.setting("requirepass") == "" else None
 
     def loopback_only(self) -> bool:
-        binds = set((self.config or {}).get("bind", "").split())
+        binds = set((self.setting("bind") or "").split())
         return bool(binds) and binds <= LOOPBACK
 
     def protected(self) -> bool:
         """protected-mode yes and no bind: Redis itself refuses clients from other hosts."""
-        config = self.config or {}
-        return config.get("protected-mode", "").lower() == "yes" and not config.get("bind")
+        return (self.setting("protected-mode") or "").lower() == "yes" and not self.setting("bind")
 
     def appendonly(self) -> str | None:
         """Where `appendonly yes` comes from, or None."""
-        config = self.config or {}
-        if "appendonly" in config:
-            return "appendonly yes" if config["appendonly"].lower() == "yes" else None
-        if self.uses_bitnami_entrypoint:
+        if self.uses_bitnami_entrypoint and self.setting("appendonly") == "":
             aof = (self.env_text("REDIS_AOF_ENABLED") or "yes").lower()
             return "bitnami's default REDIS_AOF_ENABLED=yes" if aof == "yes" else None
-        return None
+        return "appendonly yes" if (self.setting("appendonly") or "").lower() == "yes" else None
 
     def data_dir(self) -> str | None:
-        config = self.config or {}
         default = BITNAMI_DATA_DIR if self.uses_bitnami_entrypoint else None
         if self.flavor == "official":
             default = OFFICIAL_DATA_DIR
-        directory = config.get("dir", "").strip("\"'")
+        directory = self.setting("dir")
+        if directory is None:
+            return None
         if not directory:
             return default
         if posixpath.isabs(directory):
@@ -231,16 +238,17 @@ class RedisServer:
         return posixpath.normpath(posixpath.join(default, directory)) if default else None
 
     def volume_under(self, directory: str) -> tuple[dict, dict] | None:
-        """The mount (and its volume) that holds `directory`, the deepest one."""
-        best = None
+        """The mount (and its volume) that holds `directory`: the deepest one."""
+        holding = []
         for mount in self.container.get("volumeMounts") or []:
-            mount_path = posixpath.normpath(str(mount.get("mountPath", "/")))
-            if mount.get("subPath") and mount_path != directory:
-                continue
-            if directory == mount_path or directory.startswith(mount_path.rstrip("/") + "/"):
-                if best is None or len(mount_path) > len(best[0]["mountPath"]):
-                    best = (mount, self.workload.volume(mount.get("name")) or {})
-        return best
+            path = posixpath.normpath(str(mount.get("mountPath", "/")))
+            inside = directory == path or directory.startswith(path.rstrip("/") + "/")
+            if inside and not (mount.get("subPath") and path != directory):
+                holding.append((len(path), mount))
+        if not holding:
+            return None
+        mount = max(holding, key=lambda item: item[0])[1]
+        return mount, self.workload.volume(mount.get("name")) or {}
 
 
 def redis_servers(inventory: Inventory) -> list[RedisServer]:

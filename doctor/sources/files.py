@@ -12,6 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from doctor.inventory import Inventory
+
 try:
     import yaml_rs
 except ImportError:  # optional: only speeds up reading large kubectl YAML dumps
@@ -67,11 +69,36 @@ def walk(paths: list[str]) -> Iterator[Path]:
         elif not path.exists():
             raise InputError(f"{raw}: no such file or directory")
         elif path.is_dir():
-            yield from sorted(
-                p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")
-            )
+            yield from sorted(p for p in path.rglob("*") if p.is_file() and not _hidden(p, path))
         else:
             yield path
+
+
+def _hidden(path: Path, root: Path) -> bool:
+    """Under a dot-folder (.git, .github) or a dotfile: not something a user deploys."""
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def is_document(path: Path) -> bool:
+    """A file the sources read objects from (a kustomization, to say it needs building)."""
+    return (
+        path.suffix in YAML_SUFFIXES | JSON_SUFFIXES
+        or is_stdin(path)
+        or path.name in KUSTOMIZATIONS
+    )
+
+
+def is_kubernetes_object(document: dict) -> bool:
+    return isinstance(document.get("apiVersion"), str) and isinstance(document.get("kind"), str)
+
+
+def add_documents(inventory: Inventory, path: Path, documents: list[dict]) -> None:
+    """Add a file's Kubernetes objects to the inventory; a file with none is a note."""
+    objects = [doc for doc in documents if is_kubernetes_object(doc)]
+    if not objects:
+        raise SkippedFile(display_name(path), "holds no Kubernetes object (apiVersion and kind)")
+    for obj in objects:
+        inventory.add(obj, origin=display_name(path))
 
 
 def is_stdin(path: Path) -> bool:

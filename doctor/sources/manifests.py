@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from doctor.inventory import BuildFile, Inventory
 from doctor.sources.files import (
-    JSON_SUFFIXES,
-    YAML_SUFFIXES,
+    SkippedFile,
+    add_documents,
     bulk_load,
+    is_document,
     load_documents,
     read_text,
     walk,
@@ -28,6 +29,8 @@ def build_file_kind(name: str) -> str | None:
 
 
 def load_manifests(paths: list[str], inventory: Inventory | None = None) -> Inventory:
+    """Read every manifest under paths (`-` is standard input); a file that cannot be checked
+    is noted in inventory.skipped and the others are still read."""
     inventory = inventory or Inventory(source="manifests")
     with bulk_load():
         _read(paths, inventory)
@@ -36,8 +39,10 @@ def load_manifests(paths: list[str], inventory: Inventory | None = None) -> Inve
 
 def _read(paths: list[str], inventory: Inventory) -> None:
     for path in walk(paths):
-        if path.suffix in YAML_SUFFIXES | JSON_SUFFIXES:
-            for document in load_documents(path):
-                inventory.add(document, origin=str(path))
-        elif kind := build_file_kind(path.name):
-            inventory.files.append(BuildFile(str(path), kind, read_text(path)))
+        try:
+            if is_document(path):
+                add_documents(inventory, path, load_documents(path))
+            elif kind := build_file_kind(path.name):
+                inventory.files.append(BuildFile(str(path), kind, read_text(path)))
+        except SkippedFile as skipped:
+            inventory.skipped.append(skipped)

@@ -10,11 +10,12 @@ from pathlib import Path
 
 from doctor.inventory import Inventory
 from doctor.sources.files import (
-    JSON_SUFFIXES,
-    YAML_SUFFIXES,
-    InputError,
+    SkippedFile,
+    add_documents,
     bulk_load,
+    is_document,
     load_documents,
+    read_text,
     walk,
 )
 
@@ -30,27 +31,28 @@ STATE_FILES = {
 
 
 def load_snapshot(path: str, inventory: Inventory | None = None) -> Inventory:
+    """Read a snapshot file or folder (`-` is standard input); a file that cannot be checked
+    is noted in inventory.skipped and the others are still read."""
     inventory = inventory or Inventory(source="snapshot")
     inventory.source = "snapshot"
-    read_any = False
     with bulk_load():
-        read_any = _read(path, inventory)
-    if not read_any:
-        raise InputError(f"{Path(path)}: no YAML or JSON files in the snapshot")
+        _read(path, inventory)
     return inventory
 
 
-def _read(path: str, inventory: Inventory) -> bool:
-    read_any = False
+def _read(path: str, inventory: Inventory) -> None:
     for file in walk([path]):
-        if file.name in STATE_FILES:
-            try:
-                inventory.state[STATE_FILES[file.name]] = json.loads(file.read_text())
-            except (OSError, json.JSONDecodeError) as error:
-                raise InputError(f"{file}: not valid JSON: {error}") from None
-            read_any = True
-        elif file.suffix in YAML_SUFFIXES | JSON_SUFFIXES:
-            for document in load_documents(file, machine_written=True):
-                inventory.add(document, origin=str(file))
-            read_any = True
-    return read_any
+        try:
+            if file.name in STATE_FILES:
+                inventory.state[STATE_FILES[file.name]] = _state(file)
+            elif is_document(file):
+                add_documents(inventory, file, load_documents(file, machine_written=True))
+        except SkippedFile as skipped:
+            inventory.skipped.append(skipped)
+
+
+def _state(file: Path):
+    try:
+        return json.loads(read_text(file))
+    except json.JSONDecodeError as error:
+        raise SkippedFile(str(file), f"is not valid JSON: {error}") from None
