@@ -19,8 +19,9 @@ from doctor.diagnose import baseline_document, diagnose, load_baseline
 from doctor.finding import severity_rank
 from doctor.inventory import Inventory
 from doctor.registry import REGISTRY, all_checks
-from doctor.report import to_json, to_junit, to_sarif, to_text
+from doctor.report import input_notes, to_json, to_junit, to_sarif, to_text
 from doctor.sources import InputError, load_manifests, load_snapshot
+from doctor.sources.files import STDIN, SkippedFile
 from doctor.sources.live import LiveOptions, options_from_local, read_live
 from doctor.sources.record import write_snapshot
 
@@ -38,12 +39,16 @@ def build_parser() -> argparse.ArgumentParser:
     diag.add_argument(
         "--manifests",
         nargs="+",
+        action="extend",
         metavar="PATH",
         default=[],
-        help="YAML/JSON files or folders (with Dockerfiles, requirements files)",
+        help="YAML/JSON files or folders (with Dockerfiles, requirements files); - is standard "
+        "input (`helm template … | doctor diagnose --manifests -`); may be repeated",
     )
     diag.add_argument(
-        "--snapshot", metavar="PATH", help="kubectl get -o yaml|json output, or a folder of it"
+        "--snapshot",
+        metavar="PATH",
+        help="kubectl get -o yaml|json output, or a folder of it; - is standard input",
     )
     add_live_options(diag)
     diag.add_argument("--format", choices=("text", "json", "junit", "sarif"), default="text")
@@ -140,6 +145,10 @@ def kubeconfig_available() -> bool:
 
 
 def read_inputs(args) -> Inventory:
+    """Every input read into one inventory; files it cannot check are noted in it. Exit 2
+    (InputError) only when no Kubernetes object and no recorded state could be read at all."""
+    if args.manifests.count(STDIN) + (args.snapshot == STDIN) > 1:
+        raise InputError("standard input (-) can be read once: give it to one option")
     inventory = Inventory(source="snapshot" if args.snapshot else "manifests")
     if args.manifests:
         load_manifests(args.manifests, inventory)
@@ -148,7 +157,23 @@ def read_inputs(args) -> Inventory:
     options = live_options(args)
     if options is not None:
         read_live(options, inventory)
+    elif not inventory.objects and not inventory.state:
+        paths = ", ".join(args.manifests + ([args.snapshot] if args.snapshot else []))
+        raise NothingRead(f"no Kubernetes objects in {paths}", inventory.skipped)
     return inventory
+
+
+class NothingRead(InputError):
+    """Not one Kubernetes object in the input: the doctor exits 2, saying why for each file."""
+
+    def __init__(self, message: str, skipped: list[SkippedFile]):
+        self.skipped = skipped
+        super().__init__(message)
+
+
+def print_notes(notes: list[str]) -> None:
+    for note in notes:
+        print(f"doctor: {note}", file=sys.stderr)
 
 
 def run_snapshot(args) -> int:
@@ -164,6 +189,8 @@ def run_diagnose(args) -> int:
     inventory = read_inputs(args)
     baseline = load_baseline(args.baseline) if args.baseline else None
     result = diagnose(inventory, baseline)
+    if args.format == "text":
+        print_notes(input_notes(result))
     if args.write_baseline:
         document = baseline_document(result.findings, "accepted when the baseline was written")
         Path(args.write_baseline).write_text(yaml.safe_dump(document, sort_keys=False))
@@ -215,6 +242,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "explain":
             return run_explain(args.code)
         return run_checks()
+    except NothingRead as error:
+        print_notes([f"skipped: {skipped}" for skipped in error.skipped])
+        print(f"doctor: error: {error}", file=sys.stderr)
+        return EXIT_BROKEN
     except InputError as error:
         print(f"doctor: error: {error}", file=sys.stderr)
         return EXIT_BROKEN

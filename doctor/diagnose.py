@@ -1,4 +1,5 @@
-"""Run every check on an inventory, then apply suppressions (annotations, baseline)."""
+"""Run every check on an inventory, each isolated, then apply suppressions (annotations,
+baseline). The result also says what the doctor did not check: skipped files, unknown kinds."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ from pathlib import Path
 
 import yaml
 
+from doctor.checks.input_values import CHECKED_KINDS, could_not_run
 from doctor.finding import Finding, severity_rank
 from doctor.inventory import Inventory
-from doctor.registry import all_checks
-from doctor.sources.files import InputError
+from doctor.registry import Check, all_checks
+from doctor.sources.files import InputError, SkippedFile
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,8 @@ class Suppressed:
 class Result:
     findings: list[Finding]
     suppressed: list[Suppressed] = field(default_factory=list)
+    skipped: list[SkippedFile] = field(default_factory=list)
+    not_checked: dict[str, int] = field(default_factory=dict)  # kind -> objects of it
 
     def counts(self) -> dict[str, int]:
         counts = {"error": 0, "warning": 0, "info": 0}
@@ -73,11 +77,11 @@ def diagnose(inventory: Inventory, baseline: dict[str, str] | None = None) -> Re
     findings: list[Finding] = []
     seen: set[str] = set()
     for check in all_checks():
-        for finding in check.findings(inventory):
+        for finding in run_isolated(check, inventory):
             if finding.fingerprint not in seen:
                 seen.add(finding.fingerprint)
                 findings.append(finding)
-    result = Result([])
+    result = Result([], skipped=list(inventory.skipped), not_checked=not_checked(inventory))
     for finding in findings:
         ignored = inventory.ignored_codes(finding.resource)
         if finding.code in ignored:
@@ -88,3 +92,20 @@ def diagnose(inventory: Inventory, baseline: dict[str, str] | None = None) -> Re
             result.findings.append(finding)
     result.findings.sort(key=lambda f: (severity_rank(f.severity), f.category, f.code, f.resource))
     return result
+
+
+def run_isolated(check: Check, inventory: Inventory) -> list[Finding]:
+    """A check's findings; one that raises becomes a CONF002 finding, the others still run."""
+    try:
+        return check.findings(inventory)
+    except Exception as error:  # any bug of one check on unforeseen input
+        return [could_not_run(check, error)]
+
+
+def not_checked(inventory: Inventory) -> dict[str, int]:
+    """Objects of kinds no check reads, by kind: counted in the report, not dropped unseen."""
+    return {
+        kind: len(objects)
+        for kind, objects in sorted(inventory.objects.items())
+        if objects and kind not in CHECKED_KINDS
+    }

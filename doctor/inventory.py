@@ -22,6 +22,7 @@ from doctor.kuberay import (
     created_network_policies,
     created_services,
     embedded_clusters,
+    kuberay_pod_labels,
 )
 from doctor.objects import labels_match, name_of, namespace_of, resource_id
 
@@ -330,6 +331,7 @@ class Inventory:
         result = []
         for group_name, group, replicas, role in groups:
             template = group.get("template") or {}
+            labels = (template.get("metadata") or {}).get("labels")
             result.append(
                 Workload(
                     kind=cluster.kind,
@@ -337,15 +339,7 @@ class Inventory:
                     name=cluster.owner_name,
                     replicas=count(replicas),
                     pod_spec=template.get("spec") or {},
-                    pod_labels={
-                        **((template.get("metadata") or {}).get("labels") or {}),
-                        "ray.io/cluster": cluster.label_value,
-                        "ray.io/node-type": role,
-                        "ray.io/group": "headgroup" if role == "head" else str(group_name),
-                        "ray.io/is-ray-node": "yes",
-                        "app.kubernetes.io/name": "kuberay",
-                        "app.kubernetes.io/created-by": "kuberay-operator",
-                    },
+                    pod_labels=kuberay_pod_labels(cluster, role, str(group_name), labels),
                     obj=cluster.owner,
                     group=group_name,
                     ray_role=role,

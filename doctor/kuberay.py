@@ -126,6 +126,23 @@ class EmbeddedCluster:
         return None
 
 
+def kuberay_pod_labels(
+    cluster: EmbeddedCluster, role: str, group: str, template_labels: dict | None
+) -> dict:
+    """The labels the operator puts on a group's pods (labelPod): its defaults, then the
+    template's labels, except ray.io/cluster, node-type and group, which cannot be overridden."""
+    return {
+        "ray.io/is-ray-node": "yes",
+        "ray.io/identifier": f"{cluster.label_value}-{role}",
+        "app.kubernetes.io/name": "kuberay",
+        "app.kubernetes.io/created-by": "kuberay-operator",
+        **(template_labels if isinstance(template_labels, dict) else {}),
+        "ray.io/cluster": cluster.label_value,
+        "ray.io/node-type": role,
+        "ray.io/group": "headgroup" if role == "head" else group,
+    }
+
+
 def _mapping(value) -> dict:
     return value if isinstance(value, dict) else {}
 

@@ -3,12 +3,17 @@ click command definition (ray.scripts.scripts.start), never a hand-kept list of 
 
 from __future__ import annotations
 
+import shlex
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 
-from doctor.inventory import Workload, command_text, shell_words
+from doctor.inventory import Workload, command_text
 
-SHELL_SEPARATORS = {"&&", "||", ";", "|", "&"}
+SHELL_SEPARATORS = frozenset({";", "&&", "||", "|", "&", ";;", "|&"})
+# With this annotation KubeRay runs the container's own command instead of generating
+# `ray start` from rayStartParams (the command may still run it via $KUBERAY_GEN_RAY_START_CMD).
+OVERWRITE_COMMAND_ANNOTATION = "ray.io/overwrite-container-cmd"
 
 
 @dataclass(frozen=True)
@@ -36,46 +41,68 @@ def ray_start_options() -> RayStartOptions | None:
     return RayStartOptions(ray.__version__, frozenset(flags), frozenset(boolean))
 
 
+def shell_commands(text: str) -> Iterator[list[str]]:
+    """The simple commands of a shell script: its words, cut at newlines and at ; && || | &."""
+    for line in text.replace("\\\n", " ").splitlines():
+        lexer = shlex.shlex(line, posix=True, punctuation_chars=";&|")
+        lexer.whitespace_split = True
+        lexer.commenters = ""
+        try:
+            words = list(lexer)
+        except ValueError:  # an unbalanced quote: fall back to whitespace
+            words = line.split()
+        command: list[str] = []
+        for word in words:
+            if word in SHELL_SEPARATORS:
+                yield command
+                command = []
+            else:
+                command.append(word)
+        yield command
+
+
+def _flags(words: list[str], boolean: frozenset[str]) -> dict[str, str | None]:
+    flags: dict[str, str | None] = {}
+    j = 0
+    while j < len(words):
+        word = words[j]
+        if word.startswith("-"):
+            name, eq, value = word.partition("=")
+            if eq:
+                flags[name] = value
+            elif name not in boolean and j + 1 < len(words) and not words[j + 1].startswith("-"):
+                flags[name] = words[j + 1]
+                j += 1
+            else:
+                flags[name] = None
+        j += 1
+    return flags
+
+
 def parse_ray_start(text: str) -> dict[str, str | None] | None:
     """Flags of the first `ray start` in a command line: {"--port": "6380", "--head": None}."""
-    words = shell_words(text)
-    for i in range(len(words) - 1):
-        if words[i].rsplit("/", 1)[-1] == "ray" and words[i + 1] == "start":
-            options = ray_start_options()
-            boolean = options.boolean if options else frozenset()
-            flags: dict[str, str | None] = {}
-            j = i + 2
-            while j < len(words) and words[j] not in SHELL_SEPARATORS:
-                word = words[j].rstrip(";")
-                if word.startswith("-"):
-                    name, eq, value = word.partition("=")
-                    if eq:
-                        flags[name] = value
-                    elif (
-                        name not in boolean
-                        and j + 1 < len(words)
-                        and not words[j + 1].startswith("-")
-                        and words[j + 1] not in SHELL_SEPARATORS
-                    ):
-                        flags[name] = words[j + 1]
-                        j += 1
-                    else:
-                        flags[name] = None
-                if words[j].endswith(";"):
-                    break
-                j += 1
-            return flags
+    for words in shell_commands(text):
+        for i in range(len(words) - 1):
+            if words[i].rsplit("/", 1)[-1] == "ray" and words[i + 1] == "start":
+                options = ray_start_options()
+                return _flags(words[i + 2 :], options.boolean if options else frozenset())
     return None
 
 
+def _runs_own_command(workload: Workload) -> bool:
+    annotations = (workload.obj.get("metadata") or {}).get("annotations") or {}
+    return str(annotations.get(OVERWRITE_COMMAND_ANNOTATION, "")).lower() == "true"
+
+
 def ray_start_flags(workload: Workload) -> dict[str, str | None]:
-    """The `ray start` flags a Ray pod runs with, from its command line or rayStartParams."""
-    if workload.ray_start_params:
-        return {f"--{key}": value for key, value in workload.ray_start_params.items()}
+    """The `ray start` flags a Ray pod runs with: for a KubeRay group, its rayStartParams
+    (keys without dashes, as KubeRay writes them), unless the annotation lets the container's
+    own command run a `ray start` of its own; otherwise the container's command line."""
     container = workload.ray_container
-    if container is None:
-        return {}
-    return parse_ray_start(command_text(container)) or {}
+    own = parse_ray_start(command_text(container)) if container is not None else None
+    if workload.is_kuberay and (own is None or not _runs_own_command(workload)):
+        return {f"--{key}": value for key, value in workload.ray_start_params.items()}
+    return own or {}
 
 
 def listening_ports(workload: Workload) -> dict[str, int]:

@@ -27,7 +27,19 @@ def summary(result: Result) -> dict:
         "suppressed": len(result.suppressed),
         "by_category": dict(sorted(by_category.items())),
         "checks_run": len(all_checks()),
+        "not_checked": result.not_checked,
+        "skipped": [skipped.to_dict() for skipped in result.skipped],
     }
+
+
+def input_notes(result: Result) -> list[str]:
+    """What the doctor did not check, one line each: skipped files, then unknown kinds."""
+    notes = [f"skipped: {skipped}" for skipped in result.skipped]
+    if result.not_checked:
+        objects = sum(result.not_checked.values())
+        kinds = ", ".join(result.not_checked)
+        notes.append(f"not checked: {objects} object(s) of kinds {kinds} (no check reads them)")
+    return notes
 
 
 def to_json(result: Result) -> str:
@@ -68,6 +80,7 @@ def to_text(result: Result, width: int = 100) -> str:
                 )
             lines.append(f"{' ' * 19}runbook: {f.runbook}")
         lines.append("")
+    lines.extend(input_notes(result))
     counts = result.counts()
     lines.append(
         f"{counts['error']} errors, {counts['warning']} warnings, {counts['info']} info"
@@ -84,13 +97,19 @@ def to_junit(result: Result) -> str:
     for finding in result.findings:
         by_code[finding.code].append(finding)
     # One test case per check: it fails when the check has findings, listing each of them.
+    notes = input_notes(result)
     suite = ElementTree.Element(
         "testsuite",
         name="doctor",
-        tests=str(len(checks)),
+        tests=str(len(checks) + len(notes)),
         failures=str(len(by_code)),
         errors="0",
+        skipped=str(len(notes)),
     )
+    # What was not checked: a skipped test case each, so CI shows it beside the checks.
+    for note in notes:
+        case = ElementTree.SubElement(suite, "testcase", classname="doctor.input", name=note)
+        ElementTree.SubElement(case, "skipped", message=note)
     for check in checks:
         case = ElementTree.SubElement(
             suite,
@@ -151,6 +170,15 @@ def to_sarif(result: Result, origins: dict[str, str]) -> str:
                     "driver": {"name": "doctor", "informationUri": "runbooks/", "rules": rules}
                 },
                 "results": results,
+                "invocations": [
+                    {
+                        "executionSuccessful": True,
+                        "toolExecutionNotifications": [
+                            {"level": "warning", "message": {"text": note}}
+                            for note in input_notes(result)
+                        ],
+                    }
+                ],
             }
         ],
     }

@@ -3,6 +3,8 @@ workloads short of replicas, containers without probes."""
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 from doctor.inventory import Inventory, name_of, namespace_of
 from doctor.registry import Hit, check
 
@@ -138,6 +140,15 @@ def short_of_replicas(inventory: Inventory):
                 )
 
 
+def _services_by_workload(inventory: Inventory) -> dict[int, list[str]]:
+    """The names of the Services that select each workload's pods, by id of the workload."""
+    behind: dict[int, list[str]] = defaultdict(list)
+    for service in inventory.services.values():
+        for workload in inventory.selected_workloads(service):
+            behind[id(workload)].append(name_of(service))
+    return behind
+
+
 @check(
     "AVAIL006",
     "warning",
@@ -147,14 +158,31 @@ def short_of_replicas(inventory: Inventory):
     "processes restart.",
 )
 def missing_probes(inventory: Inventory):
+    # DaemonSets, Jobs and bare pods are left out: node agents, run-to-completion work and
+    # debug pods take no Service traffic and rarely want a restart on a failed probe.
+    behind = _services_by_workload(inventory)
     for workload in inventory.workloads:
-        if workload.kind not in ("Deployment", "StatefulSet", "DaemonSet"):
+        if workload.kind not in ("Deployment", "StatefulSet"):
             continue
+        services = sorted(set(behind.get(id(workload), [])))
         for container in workload.containers:
-            if not (container.get("readinessProbe") or container.get("livenessProbe")):
+            if container.get("readinessProbe") or container.get("livenessProbe"):
+                continue
+            name = container.get("name")
+            evidence = f"container {name}: no readinessProbe, no livenessProbe"
+            if services:
                 yield Hit(
                     workload.resource,
-                    f"container {container.get('name')} has no probes: Services send traffic "
-                    "before it is ready and nothing restarts it when it hangs",
-                    f"container {container.get('name')}: no readinessProbe, no livenessProbe",
+                    f"container {name} has no probes: Service {', '.join(services)} sends "
+                    "traffic before it is ready and nothing restarts it when it hangs",
+                    evidence,
+                )
+            else:
+                yield Hit(
+                    workload.resource,
+                    f"container {name} has no probes: nothing restarts it when it hangs (no "
+                    "Service selects it, so readiness does not gate traffic)",
+                    evidence,
+                    fix="Add a livenessProbe if the process can hang without exiting.",
+                    severity="info",
                 )

@@ -59,6 +59,9 @@ def _object_times(obj: dict):
     status = obj.get("status") if isinstance(obj.get("status"), dict) else {}
     for key in ("lastUpdateTime", "startTime", "endTime", "lastScheduleTime"):
         yield status.get(key)
+    # The RayCluster status a RayJob or RayService copies into its own, refreshed as it reconciles.
+    for part in (status, status.get("activeServiceStatus"), status.get("pendingServiceStatus")):
+        yield ((part or {}).get("rayClusterStatus") or {}).get("lastUpdateTime")
     for condition in status.get("conditions") or []:
         yield condition.get("lastTransitionTime")
     for container in status.get("containerStatuses") or []:
@@ -105,7 +108,7 @@ class Clock:
         return seconds is not None and seconds >= STUCK_SECONDS
 
     def describe(self, what: str, value) -> str:
-        return f"{what} {value}, newest time in the input {self.now.isoformat()}"
+        return f"{what} {_time(value).isoformat()}, newest time in the input {self.now.isoformat()}"
 
 
 def _minutes(seconds: float) -> str:
@@ -143,17 +146,13 @@ def _cluster_problems(status: dict, clock: Clock):
         yield (
             None,
             f"state is {state}: {_quote(status.get('reason')) or 'no reason given'}",
-            (f"status.state: {state}; status.reason: {_quote(status.get('reason'))}"),
+            f"status.state: {state}; status.reason: {_quote(status.get('reason'))}",
         )
     if _suspended(status, conditions):
         yield (
             "info",
             "is suspended: it runs no Ray pods until spec.suspend is false",
-            (
-                f"status.state: {state}"
-                if state
-                else "condition RayClusterSuspended/Suspending: True"
-            ),
+            f"status.state: {state}" if state else "condition RayClusterSuspended/Suspending: True",
         )
         return
     failure = conditions.get("ReplicaFailure") or {}
@@ -161,7 +160,7 @@ def _cluster_problems(status: dict, clock: Clock):
         yield (
             None,
             f"cannot create or delete its pods: {_condition_text(failure)}",
-            (f"condition ReplicaFailure: True, {_condition_text(failure)}"),
+            f"condition ReplicaFailure: True, {_condition_text(failure)}",
         )
     head = conditions.get("HeadPodReady") or {}
     if head.get("status") == "False":
@@ -195,7 +194,7 @@ def _head_not_ready(head: dict, clock: Clock):
     return (
         None,
         f"head pod has not been ready for {waited}: {_condition_text(head)}",
-        (f"{evidence} ({clock.describe('since', since)})"),
+        f"{evidence} ({clock.describe('since', since)})",
     )
 
 

@@ -1,12 +1,13 @@
-"""Memory: Ray pods against the memory model's host footprint, the object store against
-/dev/shm, requests equal to limits, the largest job against GPU memory, OOM kills."""
+"""Memory: Mochi worker pods against the memory model's host footprint (other Ray pods against
+Ray's own rules), the object store against /dev/shm, requests equal to limits, the largest job
+against GPU memory, OOM kills."""
 
 from __future__ import annotations
 
 from doctor.inventory import Inventory, Workload, name_of, namespace_of
 from doctor.raystart import ray_start_flags
 from doctor.registry import Hit, check
-from doctor.resources import GPU, container_value, format_gib
+from doctor.resources import GPU, amount_or_none, container_value, format_gib
 from service.memory_model import (
     GIB,
     MOCHI_1,
@@ -17,6 +18,14 @@ from service.memory_model import (
 )
 
 RAY_DEFAULT_OBJECT_STORE_FRACTION = 0.3
+# KubeRay's ray-cluster Helm chart (values.yaml): "To avoid out-of-memory issues, never allocate
+# less than 2G memory for the Ray head." Ray documents no such floor for a worker.
+RAY_HEAD_MINIMUM = "2G"
+RAY_HEAD_MINIMUM_GIB = parse_quantity_gib(RAY_HEAD_MINIMUM)
+# What `ray start` raises when the object store does not fit the (cgroup) memory limit.
+RAY_STORE_OVER_MEMORY = (
+    "The requested object store memory size is greater than the total available memory."
+)
 # The largest job Mochi-1 accepts: 163 frames at its native 480x848, CFG on.
 LARGEST_JOB = {"num_frames": 163, "height": 480, "width": 848, "guidance_scale": 4.5}
 
@@ -29,10 +38,23 @@ def _setting(workload: Workload, name: str) -> str | None:
     return None
 
 
-def object_store_gib(workload: Workload, limit_gib: float | None) -> tuple[float, str] | None:
+def object_store_flag(workload: Workload) -> tuple[str, float | None] | None:
+    """--object-store-memory as written and in GiB (None when it is not a number of bytes,
+    such as an unexpanded $VARIABLE)."""
     value = ray_start_flags(workload).get("--object-store-memory")
-    if value:
-        return int(float(value)) / GIB, f"--object-store-memory={value}"
+    if not value:
+        return None
+    try:
+        return value, int(float(value)) / GIB
+    except (ValueError, OverflowError):
+        return value, None
+
+
+def object_store_gib(workload: Workload, limit_gib: float | None) -> tuple[float, str] | None:
+    flag = object_store_flag(workload)
+    if flag is not None:
+        value, gib = flag
+        return None if gib is None else (gib, f"--object-store-memory={value}")
     if limit_gib:
         default = RAY_DEFAULT_OBJECT_STORE_FRACTION * limit_gib
         return default, "no --object-store-memory (Ray takes 30% of the limit)"
@@ -46,17 +68,25 @@ def pipelines_per_pod(workload: Workload) -> tuple[int, str]:
     if workload.ray_role == "head" and not gpus:
         return 0, "head without GPUs"
     per_worker = _setting(workload, "MOCHI_GPUS_PER_WORKER")
-    if gpus and per_worker and float(per_worker) > 0:
+    if gpus and _positive(per_worker):
         count = max(1, int(gpus // float(per_worker)))
         return count, f"{gpus:g} GPUs / MOCHI_GPUS_PER_WORKER={per_worker}"
     return (1, f"{gpus:g} GPUs") if gpus else (1, "CPU worker")
+
+
+def _positive(setting: str | None) -> bool:
+    try:
+        return setting is not None and float(setting) > 0
+    except ValueError:
+        return False
 
 
 @check(
     "MEM001",
     "error",
     "memory",
-    "A Ray pod's memory limit is below the memory model's host footprint",
+    "A Ray pod's memory limit is below what it needs: the Mochi worker model's host footprint, "
+    "or Ray's own minimum for a pod that does not run the Mochi worker",
     "Raise the pod's memory limit (and request) to the footprint, or lower "
     "--object-store-memory, or run fewer pipelines per pod.",
 )
@@ -68,21 +98,57 @@ def ray_pod_memory(inventory: Inventory):
         limit = container_value(container, "limits", "memory")
         if limit is None:
             continue
-        pipelines, why = pipelines_per_pod(workload)
-        store = object_store_gib(workload, limit)
-        if store is None:
-            continue
-        model = _setting(workload, "MOCHI_MODEL")
-        needed = worker_host_memory_gib(pipelines, store[0], profile_for(model or ""))
-        if needed <= limit:
-            continue
+        judge = mochi_footprint if workload.runs_mochi_worker else ray_minimum
+        yield from judge(workload, container, limit)
+
+
+def _limit_literal(container: dict) -> str:
+    return str(((container.get("resources") or {}).get("limits") or {}).get("memory"))
+
+
+def mochi_footprint(workload: Workload, container: dict, limit: float):
+    """This project's worker: pipelines held on the host + object store + process overhead."""
+    pipelines, why = pipelines_per_pod(workload)
+    store = object_store_gib(workload, limit)
+    if store is None:
+        return
+    profile = profile_for(_setting(workload, "MOCHI_MODEL") or "")
+    needed = worker_host_memory_gib(pipelines, store[0], profile)
+    if needed <= limit:
+        return
+    yield Hit(
+        workload.resource,
+        f"{workload.label} needs {format_gib(needed)} of host memory by the Mochi-1 worker "
+        f"model ({profile.name}: {pipelines} pipeline(s) [{why}] + object store "
+        f"{format_gib(store[0])} + process overhead) but its limit is {format_gib(limit)}: "
+        "the kernel OOM-kills it while loading",
+        f"limits.memory: {_limit_literal(container)}; {store[1]}; Mochi worker: "
+        f"{workload.mochi_worker_evidence}",
+    )
+
+
+def ray_minimum(workload: Workload, container: dict, limit: float):
+    """Any other Ray pod: the object store must fit the limit, a head needs Ray's 2G."""
+    role = workload.ray_role
+    flag = object_store_flag(workload)
+    if flag is not None and flag[1] is not None and flag[1] > limit:
         yield Hit(
             workload.resource,
-            f"{workload.label} needs {format_gib(needed)} of host memory ({pipelines} pipeline(s) "
-            f"[{why}] + object store {format_gib(store[0])} + process overhead) but its limit is "
-            f"{format_gib(limit)}: the kernel OOM-kills it while loading",
-            f"limits.memory: {(container.get('resources') or {}).get('limits', {}).get('memory')}"
-            f"; {store[1]}",
+            f"{workload.label}: --object-store-memory={flag[0]} ({format_gib(flag[1])}) is more "
+            f"than its memory limit {_limit_literal(container)}: by Ray's own start-up check "
+            f"for a {role}, `ray start` exits with '{RAY_STORE_OVER_MEMORY}'",
+            f"limits.memory: {_limit_literal(container)}; --object-store-memory={flag[0]}",
+            fix="Lower --object-store-memory below the memory limit, or raise the limit.",
+        )
+    if role == "head" and limit < RAY_HEAD_MINIMUM_GIB:
+        yield Hit(
+            workload.resource,
+            f"{workload.label}: memory limit {_limit_literal(container)} is below Ray's "
+            f"documented minimum for a head ({RAY_HEAD_MINIMUM}): the GCS, dashboard and "
+            "autoscaler share it and risk being OOM-killed",
+            f"limits.memory: {_limit_literal(container)}",
+            fix=f"Give the Ray head at least {RAY_HEAD_MINIMUM} of memory (limit and request).",
+            severity="warning",
         )
 
 
@@ -104,10 +170,11 @@ def _shm_volume(workload: Workload, container: dict) -> tuple[dict | None, dict 
 def object_store_shm(inventory: Inventory):
     for workload in inventory.workloads:
         container = workload.ray_container
-        if container is None or workload.kind == "RayCluster":
+        if container is None or workload.is_kuberay:
             continue  # KubeRay mounts a memory-backed /dev/shm itself
         mount, volume = _shm_volume(workload, container)
-        store_flag = ray_start_flags(workload).get("--object-store-memory")
+        store = object_store_flag(workload)
+        store_flag, store_gib = store if store else (None, None)
         if mount is None or volume is None:
             yield Hit(
                 workload.resource,
@@ -125,10 +192,11 @@ def object_store_shm(inventory: Inventory):
             )
             continue
         size = empty_dir.get("sizeLimit")
-        if size and store_flag and int(float(store_flag)) / GIB > parse_quantity_gib(size):
+        size_gib = amount_or_none("memory", size) if size else None
+        if size_gib is not None and store_gib is not None and store_gib > size_gib:
             yield Hit(
                 workload.resource,
-                f"{workload.label}: object store {format_gib(int(float(store_flag)) / GIB)} is "
+                f"{workload.label}: object store {format_gib(store_gib)} is "
                 f"larger than /dev/shm ({size}); Ray fails to start or falls back to disk",
                 f"--object-store-memory={store_flag}; emptyDir sizeLimit: {size}",
                 severity="error",
@@ -153,9 +221,9 @@ def ray_requests_equal_limits(inventory: Inventory):
             limit = (resources.get("limits") or {}).get(resource)
             if request is None or limit is None:
                 continue
-            if container_value(container, "requests", resource) != container_value(
-                container, "limits", resource
-            ):
+            requested = container_value(container, "requests", resource)
+            limited = container_value(container, "limits", resource)
+            if requested is not None and limited is not None and requested < limited:
                 yield Hit(
                     workload.resource,
                     f"{workload.label}: {resource} request {request} is below its limit {limit}; "
@@ -167,7 +235,7 @@ def ray_requests_equal_limits(inventory: Inventory):
 
 def gpu_memory_gib(inventory: Inventory, workload: Workload) -> tuple[float, str] | None:
     configured = _setting(workload, "MOCHI_WORKER_GPU_MEMORY_GIB")
-    if configured and float(configured) > 0:
+    if _positive(configured):
         return float(configured), f"MOCHI_WORKER_GPU_MEMORY_GIB={configured}"
     labels = [
         (node.get("metadata") or {}).get("labels") or {}
@@ -185,12 +253,12 @@ def gpu_memory_gib(inventory: Inventory, workload: Workload) -> tuple[float, str
     "MEM004",
     "error",
     "memory",
-    "The largest job the service admits does not fit the workers' GPU memory",
+    "The largest job the service admits does not fit the Mochi workers' GPU memory",
     "Use GPUs with more memory, or lower the admitted frame count / resolution.",
 )
 def largest_job_gpu(inventory: Inventory):
     for workload in inventory.workloads:
-        if workload.ray_role != "worker":
+        if workload.ray_role != "worker" or not workload.runs_mochi_worker:
             continue
         gpu = gpu_memory_gib(inventory, workload)
         if gpu is None:
@@ -202,9 +270,9 @@ def largest_job_gpu(inventory: Inventory):
             continue
         yield Hit(
             workload.resource,
-            f"{workload.label}: a {LARGEST_JOB['num_frames']}-frame "
+            f"{workload.label}: by the Mochi-1 worker model, a {LARGEST_JOB['num_frames']}-frame "
             f"{LARGEST_JOB['height']}x{LARGEST_JOB['width']} {profile.name} job: {plan.describe()}",
-            gpu[1],
+            f"{gpu[1]}; Mochi worker: {workload.mochi_worker_evidence}",
         )
 
 

@@ -157,8 +157,6 @@ def controller_labels(workload: Workload) -> dict[str, set[str] | None]:
         }
     if workload.is_kuberay and workload.cluster is not None and workload.cluster.name_is_generated:
         return {"ray.io/cluster": ANY, "ray.io/identifier": ANY}
-    if workload.is_kuberay:
-        return {"ray.io/identifier": {f"{workload.name}-{workload.ray_role}"[:63]}}
     return {}
 
 
@@ -175,14 +173,15 @@ def may_carry(workload: Workload, key: str, value: str) -> bool:
     return workload.is_kuberay and key.startswith("ray.io/")
 
 
-def other_templates(inventory: Inventory, namespace: str) -> list[tuple[str, dict]]:
-    """Pod templates inside objects that are not workloads (a CronJob, an Argo Rollout...)."""
-    workloads = {w.resource for w in inventory.workloads_in(namespace)}
-    found = []
+def other_templates(inventory: Inventory) -> dict[str, list[dict]]:
+    """Labels of the pod templates inside objects that are not workloads (a CronJob, an Argo
+    Rollout...), by namespace."""
+    workloads = {w.resource for w in inventory.workloads}
+    found: dict[str, list[dict]] = defaultdict(list)
     for objects in inventory.objects.values():
         for obj in objects:
-            if namespace_of(obj) == namespace and resource_id(obj) not in workloads:
-                found.extend((resource_id(obj), labels) for labels in template_labels(obj))
+            if resource_id(obj) not in workloads:
+                found[namespace_of(obj)].extend(template_labels(obj))
     return found
 
 
@@ -240,6 +239,7 @@ def service_selects_nothing(inventory: Inventory):
     # A cluster read has Endpoints, which NET004 judges.
     if inventory.source != "manifests":
         return
+    templates = other_templates(inventory)
     for service in inventory.of("Service"):
         spec = service.get("spec") or {}
         selector = spec.get("selector")
@@ -251,7 +251,7 @@ def service_selects_nothing(inventory: Inventory):
         workloads = inventory.workloads_in(namespace)
         if any(all(may_carry(w, k, v) for k, v in wanted.items()) for w in workloads):
             continue
-        if any(labels_match(wanted, labels) for _, labels in other_templates(inventory, namespace)):
+        if any(labels_match(wanted, labels) for labels in templates.get(namespace, [])):
             continue
         custom = custom_resource_kinds(inventory, namespace)
         note = f" (unless the operator of {', '.join(custom)} creates such pods)" if custom else ""

@@ -3,12 +3,48 @@ that a node caches, one workload running several image digests."""
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 
 from doctor.checks.redis_server import is_redis_server
 from doctor.images import MUTABLE_TAGS, build_for_image, parse_image
 from doctor.inventory import Inventory, Workload, labels_match, name_of, namespace_of
 from doctor.registry import Hit, check
+
+# Node agents by image: GPU/Neuron/TPU device plugins and exporters, node exporters, CSI node
+# drivers, CNI plugins.
+NODE_AGENT_IMAGE = re.compile(
+    r"device-plugin|dcgm-exporter|gpu-feature-discovery|node-feature-discovery|node-exporter"
+    r"|neuron-monitor|(^|[/_-])(csi|cni)([/_-]|$)|calico/node|cilium|flannel|kube-proxy"
+)
+# A literal image reference; `$VLLM_IMAGE` or `{{ .Values.image }}` is still to be filled in.
+IMAGE_REFERENCE = re.compile(r"[\w][\w./:@-]*")
+
+
+def _admits_selectively(policy: dict, workload: Workload) -> bool:
+    spec = policy.get("spec") or {}
+    types = spec.get("policyTypes")
+    return labels_match(spec.get("podSelector") or {}, workload.pod_labels) and (
+        "Ingress" in (["Ingress"] if types is None else types)
+    )
+
+
+def _open_ray_and_redis(inventory: Inventory, namespace: str) -> dict[str, set[str]]:
+    """Ray and Redis workloads of the namespace that no NetworkPolicy selects, by resource,
+    with what runs there ("Ray head", "Ray worker", "Redis")."""
+    policies = inventory.network_policies_in(namespace)
+    open_workloads: dict[str, set[str]] = defaultdict(set)
+    for workload in inventory.workloads_in(namespace):
+        is_redis = any(is_redis_server(c) for c in workload.containers)
+        if not (workload.ray_role or is_redis):
+            continue
+        if "SEC002" in inventory.ignored_codes(workload.resource):
+            continue
+        if not any(_admits_selectively(p, workload) for p in policies):
+            open_workloads[workload.resource].add(
+                "Redis" if is_redis else f"Ray {workload.ray_role}"
+            )
+    return open_workloads
 
 
 @check(
@@ -19,22 +55,23 @@ from doctor.registry import Hit, check
     "Add a NetworkPolicy that admits only the API and Ray pods to Redis and the Ray ports.",
 )
 def no_network_policy(inventory: Inventory):
-    for workload in inventory.workloads:
-        is_redis = any(is_redis_server(c) for c in workload.containers)
-        if not (workload.ray_role or is_redis):
+    for namespace in sorted({w.namespace for w in inventory.workloads}):
+        open_workloads = _open_ray_and_redis(inventory, namespace)
+        if not open_workloads:
             continue
-        covered = any(
-            labels_match((p.get("spec") or {}).get("podSelector") or {}, workload.pod_labels)
-            and ("Ingress" in ((p.get("spec") or {}).get("policyTypes") or ["Ingress"]))
-            for p in inventory.in_namespace("NetworkPolicy", workload.namespace)
+        listed = "; ".join(
+            f"{resource} ({', '.join(sorted(roles))})"
+            for resource, roles in sorted(open_workloads.items())
         )
-        if not covered:
-            what = "Redis" if is_redis else f"Ray {workload.ray_role}"
-            yield Hit(
-                workload.resource,
-                f"{workload.label} ({what}) accepts connections from every pod in the cluster",
-                f"no NetworkPolicy in {workload.namespace} selects labels {workload.pod_labels}",
-            )
+        policies = sorted(name_of(p) for p in inventory.network_policies_in(namespace))
+        yield Hit(
+            f"Namespace/{namespace}/{namespace}",
+            f"{len(open_workloads)} Ray or Redis workload(s) in namespace {namespace} accept "
+            f"connections from every pod in the cluster: {listed}",
+            f"NetworkPolicies in {namespace} selecting none of them: {', '.join(policies)}"
+            if policies
+            else f"no NetworkPolicy in namespace {namespace}",
+        )
 
 
 def _root_evidence(inventory: Inventory, workload: Workload, container: dict) -> str | None:
@@ -54,6 +91,18 @@ def _root_evidence(inventory: Inventory, workload: Workload, container: dict) ->
     return None
 
 
+def node_agent(workload: Workload) -> str | None:
+    """The image that makes a DaemonSet a node agent (device plugin, GPU exporter, CSI node
+    driver, CNI): these need the host's devices, files or network by design."""
+    if workload.kind != "DaemonSet":
+        return None
+    for container in workload.all_containers:
+        image = container.get("image", "")
+        if NODE_AGENT_IMAGE.search(parse_image(image).repository.lower()):
+            return image
+    return None
+
+
 @check(
     "SEC004",
     "warning",
@@ -64,15 +113,26 @@ def _root_evidence(inventory: Inventory, workload: Workload, container: dict) ->
 )
 def root_or_privileged(inventory: Inventory):
     for workload in inventory.workloads:
+        agent = node_agent(workload)
         for container in workload.all_containers:
             evidence = _root_evidence(inventory, workload, container)
-            if evidence:
+            if not evidence:
+                continue
+            message = (
+                f"container {container.get('name')} of {workload.label} runs as root or privileged"
+            )
+            if agent:
                 yield Hit(
                     workload.resource,
-                    f"container {container.get('name')} of {workload.label} runs as root or "
-                    "privileged",
+                    f"{message}, as a node agent ({agent}) does by design: it reaches the "
+                    "node's devices, files or network",
                     evidence,
+                    fix="Nothing to change if this is the vendor's DaemonSet; keep it to the "
+                    "nodes that need it (nodeSelector) and its image pinned.",
+                    severity="info",
                 )
+            else:
+                yield Hit(workload.resource, message, evidence)
 
 
 @check(
@@ -89,7 +149,8 @@ def mutable_tag_cached(inventory: Inventory):
             image = container.get("image", "")
             ref = parse_image(image)
             policy = container.get("imagePullPolicy")
-            if ref.digest or policy not in ("IfNotPresent", "Never"):
+            # Never: the image was loaded onto the node by hand (kind load); nothing is pulled.
+            if ref.digest or policy != "IfNotPresent" or not IMAGE_REFERENCE.fullmatch(image):
                 continue
             if ref.tag is None or ref.tag in MUTABLE_TAGS:
                 yield Hit(

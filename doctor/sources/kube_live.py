@@ -182,10 +182,15 @@ def _kuberay(client, api, read, deadline, namespace, kind: str, plural: str) -> 
 
 
 def _failing(status: dict) -> bool:
-    waiting = (status.get("state") or {}).get("waiting") or {}
-    return status.get("restartCount", 0) > 0 or waiting.get("reason") in (
-        "CrashLoopBackOff",
-        "Error",
+    """Restarted, crash-looping, or exited with an error and not restarted (a Job's pod under
+    restartPolicy Never, such as a RayJob's submitter)."""
+    state = status.get("state") or {}
+    waiting = state.get("waiting") or {}
+    exit_code = (state.get("terminated") or {}).get("exitCode")
+    return (
+        status.get("restartCount", 0) > 0
+        or waiting.get("reason") in ("CrashLoopBackOff", "Error")
+        or exit_code not in (None, 0)
     )
 
 

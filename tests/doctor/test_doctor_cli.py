@@ -155,7 +155,7 @@ def test_bad_snapshot_yaml_exits_2(tmp_path, capsys):
     (tmp_path / "pods.yaml").write_text("apiVersion: v1\nkind: List\nitems: [\n")
     assert main(["diagnose", "--snapshot", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert "pods.yaml: not valid YAML" in err and "Traceback" not in err
+    assert "pods.yaml is not valid YAML" in err and "Traceback" not in err
 
 
 def test_missing_paths_and_arguments_exit_2(tmp_path, capsys):
