@@ -27,6 +27,16 @@ from doctor.kuberay import (
 from doctor.objects import labels_match, name_of, namespace_of, resource_id
 
 IGNORE_ANNOTATION = "doctor.mochi.dev/ignore"
+WORKLOAD_KINDS = (
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "ReplicaSet",
+    "ReplicationController",
+    "Job",
+)
+# Kinds a controller creates from another object: with an owner they are that owner's pods.
+OWNED_KINDS = ("ReplicaSet", "Job")
 
 
 @dataclass(frozen=True)
@@ -282,9 +292,9 @@ class Inventory:
     @cached_property
     def workloads(self) -> list[Workload]:
         result: list[Workload] = []
-        for kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"):
+        for kind in WORKLOAD_KINDS:
             for obj in self.of(kind):
-                if kind == "ReplicaSet" and (obj.get("metadata") or {}).get("ownerReferences"):
+                if kind in OWNED_KINDS and (obj.get("metadata") or {}).get("ownerReferences"):
                     continue
                 spec = obj.get("spec") or {}
                 template = spec.get("template") or {}

@@ -59,6 +59,7 @@ COUNT_FIELDS = {
 }
 INT_OR_PERCENT_FIELDS = {"maxSurge", "maxUnavailable"}
 PERCENT = re.compile(r"\d+%")
+ENV_PLACEHOLDER = re.compile(r"\$\{?\w+\}?")  # envsubst, Terraform templatefile
 CONTAINER_LISTS = {"containers", "initContainers", "ephemeralContainers"}
 
 
@@ -76,11 +77,15 @@ def invalid_values(inventory: Inventory):
             origin = inventory.origin.get(resource_id(obj))
             where = f" (in {origin})" if origin else ""
             for path, value, expected in refused_values(obj):
+                placeholder = is_placeholder(value)
                 yield Hit(
                     resource_id(obj),
                     f"{path}: {str(value)!r} is not {expected}{where}{_hint(value)}; the API "
                     "server refuses the object, and the doctor's other checks skip this value",
                     f"{path}: {value}",
+                    # The file is meant to be rendered (helm, envsubst): what it will hold then
+                    # is unknown, so the doctor cannot call it wrong.
+                    severity="warning" if placeholder else None,
                 )
 
 
@@ -142,10 +147,19 @@ def _is_quantity(value) -> bool:
     return True
 
 
+def is_placeholder(value) -> bool:
+    """A value left for a template engine: `{{ .Values.x }}`, `$REPLICAS`, `${replicas}`."""
+    text = str(value)
+    return bool(TEMPLATE_MARK.search(text) or ENV_PLACEHOLDER.fullmatch(text))
+
+
 def _hint(value) -> str:
     text = str(value)
-    if TEMPLATE_MARK.search(text):
-        return ": an unrendered template value (render it first: `helm template …`)"
+    if is_placeholder(text):
+        return (
+            ": an unrendered template value (render it first: `helm template …`, `envsubst`, "
+            "then `| doctor diagnose --manifests -`)"
+        )
     if text.endswith("B") and _is_quantity(text[:-1]):
         return f": Kubernetes has no B suffix, write {text[:-1]} (powers of 10) or {text[:-1]}i"
     return ""

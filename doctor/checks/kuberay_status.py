@@ -303,30 +303,49 @@ def _last_log_line(inventory: Inventory, pod: dict, container: str) -> str | Non
     return _quote(lines[-1]) if lines else None
 
 
-def submitter_failures(inventory: Inventory, job: dict) -> list[str]:
-    """What the input shows of the submitter Kubernetes Job (named like the RayJob) failing."""
+def submitter_failures(inventory: Inventory, job: dict) -> tuple[list[str], bool]:
+    """What the input shows of the submitter Kubernetes Job (named like the RayJob) failing, and
+    whether one of its pods is still at work (a retry that may yet submit)."""
     namespace, name = namespace_of(job), name_of(job)
-    failures = []
-    submitter = inventory.get("Job", namespace, name) or {}
-    if (_status(submitter).get("failed") or 0) > 0:
-        failures.append(f"Job/{namespace}/{name} status.failed: {_status(submitter)['failed']}")
-    for condition in _status(submitter).get("conditions") or []:
+    failures, active = [], False
+    submitter = _status(inventory.get("Job", namespace, name) or {})
+    if (submitter.get("failed") or 0) > 0:
+        failures.append(f"Job/{namespace}/{name} status.failed: {submitter['failed']}")
+    for condition in submitter.get("conditions") or []:
         if condition.get("type") == "Failed" and condition.get("status") == "True":
             failures.append(f"Job/{namespace}/{name} Failed: {_condition_text(condition)}")
     for pod in inventory.in_namespace("Pod", namespace):
         if not _owned_by_job(pod, name):
             continue
+        pod_failures = []
         for container in _status(pod).get("containerStatuses") or []:
             failure = _container_failure(container)
             if failure:
                 line = _last_log_line(inventory, pod, container.get("name"))
-                failures.append(
+                pod_failures.append(
                     f"Pod/{namespace}/{name_of(pod)} {failure}" + (f"; log: {line}" if line else "")
                 )
+        failures += pod_failures
+        active |= not pod_failures and _status(pod).get("phase") in ("Pending", "Running")
     for event in inventory.events_by_object.get(("Job", namespace, name), []):
         if event.get("type") == "Warning":
             failures.append(f"event {event.get('reason')}: {_quote(event.get('message'))}")
-    return failures
+    return failures, active
+
+
+def _submitter_hit(status: dict, failures: list[str], active: bool, shown: str):
+    """A recorded jobStatus (PENDING) means the dashboard accepted the job; none means no
+    submission is known to have reached it."""
+    dashboard = status.get("dashboardURL") or "unknown"
+    what = (
+        f"its Ray job is still PENDING while the submitter Job fails (dashboard {dashboard})"
+        if status.get("jobStatus")
+        else f"cannot submit its Ray job: the submitter Job fails and no Ray job status is "
+        f"recorded (dashboard {dashboard})"
+    )
+    if active:
+        what += "; a newer submitter pod is still running"
+    return ("warning" if active else None), what, f"{shown}; " + "; ".join(failures)
 
 
 def _job_failure(status: dict):
@@ -358,16 +377,9 @@ def _job_stuck(inventory: Inventory, job: dict, clock: Clock):
     mode = (job.get("spec") or {}).get("submissionMode") or "K8sJobMode"
     shown = f"jobDeploymentStatus: {deployment}; jobStatus: {job_status or '(none)'}"
     if deployment == "Running" and mode == "K8sJobMode":
-        failures = submitter_failures(inventory, job)
+        failures, active = submitter_failures(inventory, job)
         if failures:
-            return (
-                None,
-                (
-                    "cannot submit its Ray job: the submitter Job fails while the Ray job has not "
-                    f"started (dashboard {status.get('dashboardURL') or 'unknown'})"
-                ),
-                f"{shown}; " + "; ".join(failures),
-            )
+            return _submitter_hit(status, failures, active, shown)
     since = status.get("startTime")
     if not clock.long_since(since):
         return None

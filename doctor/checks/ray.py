@@ -105,16 +105,27 @@ def _cluster_images(inventory: Inventory, workload: Workload, host: str) -> list
     ref = service_reference(host, workload.namespace, inventory.namespaces)
     service = inventory.services.get(ref) if ref else None
     heads = [w for w in inventory.selected_workloads(service) if w.ray_role] if service else []
-    return heads or [w for w in inventory.workloads_in(workload.namespace) if w.ray_role == "head"]
+    if heads:
+        return heads
+    # An address no Service explains (an IP): only the namespace's one head can be its cluster.
+    namespace_heads = [
+        w for w in inventory.workloads_in(workload.namespace) if w.ray_role == "head"
+    ]
+    return namespace_heads if len(namespace_heads) == 1 else []
 
 
 def _cluster_versions(head: Workload) -> tuple[str | None, str | None, str]:
+    """The image says what runs; KubeRay's rayVersion only when the image tag does not."""
     container = head.ray_container or {}
     image = parse_image(container.get("image", ""))
-    ray_version = (
-        (head.obj.get("spec") or {}).get("rayVersion") if head.kind == "RayCluster" else None
-    )
-    return ray_version or image.ray_version(), image.python_minor(), container.get("image", "")
+    ray_version = head.cluster.spec.get("rayVersion") if head.cluster is not None else None
+    return image.ray_version() or ray_version, image.python_minor(), container.get("image", "")
+
+
+def _ignores_version_mismatch(workload: Workload, container_name: str) -> bool:
+    """RAY_IGNORE_VERSION_MISMATCH in the client's environment turns Ray Client's check off."""
+    container = next(c for c in workload.containers if c.get("name", "?") == container_name)
+    return "RAY_IGNORE_VERSION_MISMATCH" in workload.env(container)
 
 
 @check(
@@ -126,6 +137,8 @@ def _cluster_versions(head: Workload) -> tuple[str | None, str | None, str]:
 )
 def ray_version_skew(inventory: Inventory):
     for workload, container_name, literal, image in _ray_client_users(inventory):
+        if _ignores_version_mismatch(workload, container_name):
+            continue
         build = build_for_image(inventory, image)
         own = parse_image(image)
         client_ray = own.ray_version()

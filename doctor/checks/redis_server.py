@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import binascii
 import posixpath
+import re
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -16,7 +17,9 @@ from doctor.registry import Hit, check
 
 SERVER_PROGRAMS = ("redis-server", "redis-stack-server")
 OFFICIAL_REPOSITORIES = {"redis", "library/redis", "docker.io/redis", "docker.io/library/redis"}
-SERVER_IMAGES = {"redis", "redis-stack", "redis-stack-server", "redis-cluster"}
+SERVER_IMAGES = re.compile(
+    r"^(gb-)?redis-?(slave|replica|follower|master|leader)?$|^redis-stack(-server)?$|^redis-cluster$"
+)
 SHELL_SEPARATORS = {"&&", "||", ";", "|", "&"}
 LOOPBACK = {"127.0.0.1", "::1", "-::1", "localhost"}
 BITNAMI_DATA_DIR = "/bitnami/redis/data"
@@ -41,7 +44,7 @@ def is_redis_server(container: dict) -> bool:
     """A container that runs a Redis server: a Redis server image whose command starts the
     server (or keeps the image's own), not one that only runs redis-cli against another."""
     image = parse_image(str(container.get("image", "")))
-    if image.short_name.lower() not in SERVER_IMAGES:
+    if not SERVER_IMAGES.match(image.short_name.lower()):
         return False
     text = command_text(container)
     if any(program in text for program in SERVER_PROGRAMS):
@@ -229,7 +232,7 @@ class RedisServer:
         if self.flavor == "official":
             default = OFFICIAL_DATA_DIR
         directory = self.setting("dir")
-        if directory is None:
+        if directory is None or "$" in directory:  # set by the shell at start: unknown here
             return None
         if not directory:
             return default

@@ -25,8 +25,8 @@ SECRET_NAME = re.compile(
 PASSWORD_NAME = re.compile(r"(PASSWORD|PASSWD|PASS|REQUIREPASS|MASTERAUTH|AUTH)$")
 URL_PASSWORD = re.compile(r"\b[a-z][a-z0-9+.-]*://[^:/@\s]*:(?P<password>[^@/\s]+)@")
 CONFIG_LINE = re.compile(
-    r"^\s*(?:export\s+)?[\"']?(?P<key>[\w.-]*?(?:requirepass|masterauth|password|passwd|"
-    r"secret|token|api[_-]?key))[\"']?\s*(?:[:=]\s*|\s+)(?P<value>\S.*?)[,;]?\s*$",
+    r"^[ \t]*(?:export[ \t]+)?[\"']?(?P<key>[\w.-]*?(?:requirepass|masterauth|password|passwd|"
+    r"secret|token|api[_-]?key))[\"']?(?:[ \t]*[:=][ \t]*|[ \t]+)(?P<value>\S.*?)[,;]?[ \t]*$",
     re.IGNORECASE | re.MULTILINE,
 )
 CODE = re.compile(r"[()\[\]{}]|^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
@@ -37,7 +37,7 @@ PLACEHOLDERS = {
     "changeme", "changeit", "dummy", "example", "password", "passw0rd", "secret", "test",
     "testing", "todo", "tbd", "fake", "placeholder", "sample", "foo", "bar", "foobar",
     "mypassword", "mysecretpassword", "mysecret", "mytoken", "redacted", "replaceme",
-    "notsecret", "notasecret", "insecure",
+    "notsecret", "notasecret", "insecure", "foobared",
 }  # fmt: skip
 PLACEHOLDER_SHAPES = re.compile(
     r"^<.*>$|^\[.*\]$|^x{3,}$|^\*{3,}$|^\.{3}$|^(your|my|replace|insert|enter|put)[-_ ]"

@@ -11,11 +11,11 @@ from doctor.images import MUTABLE_TAGS, build_for_image, parse_image
 from doctor.inventory import Inventory, Workload, labels_match, name_of, namespace_of
 from doctor.registry import Hit, check
 
-# Node agents by image: GPU/Neuron/TPU device plugins and exporters, node exporters, CSI node
-# drivers, CNI plugins.
+# Node agents by image: GPU/Neuron/TPU device plugins, drivers and exporters (NVIDIA DCGM),
+# node exporters, CSI node drivers, CNI plugins.
 NODE_AGENT_IMAGE = re.compile(
-    r"device-plugin|dcgm-exporter|gpu-feature-discovery|node-feature-discovery|node-exporter"
-    r"|neuron-monitor|(^|[/_-])(csi|cni)([/_-]|$)|calico/node|cilium|flannel|kube-proxy"
+    r"device-plugin|gpu-feature-discovery|node-feature-discovery|node-exporter|neuron-monitor"
+    r"|driver-installer|(^|[/_-])(dcgm|csi|cni)([/_-]|$)|calico/node|cilium|flannel|kube-proxy"
 )
 # A literal image reference; `$VLLM_IMAGE` or `{{ .Values.image }}` is still to be filled in.
 IMAGE_REFERENCE = re.compile(r"[\w][\w./:@-]*")

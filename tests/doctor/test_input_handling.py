@@ -354,16 +354,29 @@ def test_valid_quantities_are_not_conf001(tmp_path, capsys, memory):
     assert findings_of(report, "CONF001") == []
 
 
-def test_templated_replicas_that_survived_is_conf001_not_a_crash(tmp_path, capsys):
-    write(tmp_path, {"ray.yaml": raycluster(replicas='"{{ .Values.worker.replicas }}"')})
+@pytest.mark.parametrize("replicas", ['"{{ .Values.worker.replicas }}"', "$INITIAL_WORKERS"])
+def test_templated_replicas_that_survived_is_a_conf001_warning_not_a_crash(
+    tmp_path, capsys, replicas
+):
+    write(tmp_path, {"ray.yaml": raycluster(replicas=replicas)})
     code, report, err = diagnose_json(capsys, "--manifests", str(tmp_path))
     assert code == 0 and "internal error" not in err
     [finding] = findings_of(report, "CONF001")
+    assert finding["severity"] == "warning"  # rendering decides the value, not this file
+    value = replicas.strip('"')
     assert finding["message"].startswith(
-        "spec.workerGroupSpecs[0].replicas: '{{ .Values.worker.replicas }}' is not an integer"
+        f"spec.workerGroupSpecs[0].replicas: '{value}' is not an integer"
     )
     assert "an unrendered template value" in finding["message"]
     assert findings_of(report, "CONF002") == []
+
+
+def test_a_count_written_as_a_string_is_a_conf001_error(tmp_path, capsys):
+    write(tmp_path, {"ray.yaml": raycluster(replicas='"2"')})
+    _, report, _ = diagnose_json(capsys, "--manifests", str(tmp_path))
+    [finding] = findings_of(report, "CONF001")
+    assert finding["severity"] == "error"
+    assert finding["evidence"] == "spec.workerGroupSpecs[0].replicas: 2"
 
 
 QUOTA_AND_DEPLOYMENT = """\

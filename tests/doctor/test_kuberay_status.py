@@ -392,13 +392,31 @@ def test_submitter_failing_while_the_ray_job_never_started_is_an_error(tmp_path)
     [hit] = findings(inventory, "RAY012")["RayJob/ray/rayjob-sample"]
     assert hit.severity == "error"
     assert hit.message == (
-        "RayJob rayjob-sample cannot submit its Ray job: the submitter Job fails while the Ray "
-        "job has not started (dashboard "
+        "RayJob rayjob-sample cannot submit its Ray job: the submitter Job fails and no Ray job "
+        "status is recorded (dashboard "
         "rayjob-sample-raycluster-v2b7x-head-svc.ray.svc.cluster.local:8265)"
     )
     assert "jobDeploymentStatus: Running; jobStatus: (none)" in hit.evidence
     assert "Pod/ray/rayjob-sample-7kq2m container ray-job-submitter, exit 1 Error" in hit.evidence
     assert "kubectl logs -l job-name=rayjob-sample -n ray" in hit.fix
+
+
+def test_a_failed_first_submitter_pod_with_a_newer_one_running_is_only_a_warning(tmp_path):
+    retry = (
+        SUBMITTER_POD.replace("rayjob-sample-7kq2m", "rayjob-sample-p9w4d")
+        .replace("phase: Failed", "phase: Running")
+        .replace(
+            "terminated:\n        exitCode: 1\n        reason: Error\n",
+            "running:\n",
+        )
+        .replace('        finishedAt: "2025-03-10T09:01:40Z"\n', "")
+    )
+    inventory = snapshot(tmp_path, RUNNING_JOB, SUBMITTER_POD, retry)
+    [hit] = findings(inventory, "RAY012")["RayJob/ray/rayjob-sample"]
+    assert hit.severity == "warning"
+    assert hit.message.endswith("; a newer submitter pod is still running")
+    assert "Pod/ray/rayjob-sample-7kq2m" in hit.evidence
+    assert "rayjob-sample-p9w4d" not in hit.evidence
 
 
 def test_submitter_log_line_is_quoted_when_the_read_has_it(tmp_path):
