@@ -1,5 +1,6 @@
 """`doctor diagnose | snapshot | explain | checks`. Exit codes: 0 nothing at or above --fail-on,
-1 findings at or above it, 2 the doctor could not run (bad input, unreadable file).
+1 findings at or above it, 2 the doctor could not run (no Kubernetes object in the input, a
+missing path). A file it cannot check (a template, invalid YAML) is a note, not the end of the run.
 
 With no --manifests and no --snapshot, `diagnose` reads the running system: Kubernetes (kubeconfig,
 --context, --namespace), Ray, Redis and the API at the addresses given, or those `mochi local`

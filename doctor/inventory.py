@@ -34,6 +34,7 @@ WORKLOAD_KINDS = (
     "ReplicaSet",
     "ReplicationController",
     "Job",
+    "CronJob",
 )
 # Kinds a controller creates from another object: with an owner they are that owner's pods.
 OWNED_KINDS = ("ReplicaSet", "Job")
@@ -297,8 +298,13 @@ class Inventory:
                 if kind in OWNED_KINDS and (obj.get("metadata") or {}).get("ownerReferences"):
                     continue
                 spec = obj.get("spec") or {}
+                if kind == "CronJob":  # each run is a Job made from spec.jobTemplate
+                    spec = (spec.get("jobTemplate") or {}).get("spec") or {}
                 template = spec.get("template") or {}
-                replicas = spec.get("replicas", 1) if kind != "Job" else spec.get("parallelism", 1)
+                if kind in ("Job", "CronJob"):
+                    replicas = spec.get("parallelism", 1)
+                else:
+                    replicas = spec.get("replicas", 1)
                 result.append(self._workload(kind, obj, template, replicas))
         for obj in self.of("Pod"):
             if not (obj.get("metadata") or {}).get("ownerReferences"):

@@ -94,15 +94,23 @@ def _runs_own_command(workload: Workload) -> bool:
     return str(annotations.get(OVERWRITE_COMMAND_ANNOTATION, "")).lower() == "true"
 
 
-def ray_start_flags(workload: Workload) -> dict[str, str | None]:
-    """The `ray start` flags a Ray pod runs with: for a KubeRay group, its rayStartParams
-    (keys without dashes, as KubeRay writes them), unless the annotation lets the container's
-    own command run a `ray start` of its own; otherwise the container's command line."""
+def uses_ray_start_params(workload: Workload) -> bool:
+    """Whether KubeRay builds this pod's `ray start` from rayStartParams (keys without dashes,
+    as KubeRay writes them): always, unless the annotation lets the container's own command run
+    a `ray start` of its own."""
+    if not workload.is_kuberay:
+        return False
     container = workload.ray_container
     own = parse_ray_start(command_text(container)) if container is not None else None
-    if workload.is_kuberay and (own is None or not _runs_own_command(workload)):
+    return own is None or not _runs_own_command(workload)
+
+
+def ray_start_flags(workload: Workload) -> dict[str, str | None]:
+    """The `ray start` flags a Ray pod runs with, from rayStartParams or its command line."""
+    if uses_ray_start_params(workload):
         return {f"--{key}": value for key, value in workload.ray_start_params.items()}
-    return own or {}
+    container = workload.ray_container
+    return (parse_ray_start(command_text(container)) if container is not None else None) or {}
 
 
 def listening_ports(workload: Workload) -> dict[str, int]:

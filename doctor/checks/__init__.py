@@ -5,6 +5,7 @@ from doctor.checks import (  # noqa: F401
     connectivity,
     exposure,
     gpu_usage,
+    input_values,
     jobs,
     kuberay_status,
     memory,

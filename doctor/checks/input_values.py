@@ -13,7 +13,8 @@ import traceback
 from collections.abc import Iterator
 
 from doctor.finding import Finding
-from doctor.inventory import Inventory, Workload
+from doctor.inventory import WORKLOAD_KINDS, Inventory, Workload
+from doctor.kuberay import KUBERAY_KINDS
 from doctor.objects import resource_id
 from doctor.registry import REGISTRY, Check, Hit, check
 from doctor.sources.files import TEMPLATE_MARK
@@ -21,16 +22,9 @@ from service.quantities import InvalidQuantity, parse
 
 CHECKED_KINDS = frozenset(
     (
-        "Deployment",
-        "StatefulSet",
-        "DaemonSet",
-        "ReplicaSet",
-        "Job",
+        *WORKLOAD_KINDS,
         "Pod",
-        "RayCluster",
-        "RayJob",
-        "RayService",
-        "RayCronJob",
+        *KUBERAY_KINDS,
         "Service",
         "Endpoints",
         "Ingress",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -50,11 +51,16 @@ FIRES_IN = {
     "AVAIL005": "snapshot_faulty",
     "AVAIL006": "before",
 }
-# Checks whose firing input is a test of their own, not a shared fixture.
+# Checks whose firing inputs are in a test module of their own.
 FIRES_IN_OWN_TEST = {
-    "PERM002": "test_output_on_local_storage_is_not_shared",
-    "AVAIL008": "tests/doctor/test_scheduling.py",
-    "NET007": "tests/doctor/test_scheduling.py",
+    "PERM002": "test_doctor_checks.py",
+    "AVAIL008": "test_scheduling.py",
+    "NET007": "test_scheduling.py",
+    "RAY011": "test_kuberay_status.py",
+    "RAY012": "test_kuberay_status.py",
+    "RAY013": "test_kuberay_status.py",
+    "CONF001": "test_input_handling.py",
+    "CONF002": "test_input_handling.py",
 }
 
 
@@ -63,6 +69,9 @@ def test_every_check_has_a_firing_fixture():
     # live snapshot and on the real embedded stack.
     codes = {c.code for c in all_checks() if c.run.__module__ not in LIVE_MODULES}
     assert set(FIRES_IN) | set(FIRES_IN_OWN_TEST) == codes
+    here = Path(__file__).parent
+    for code, module in FIRES_IN_OWN_TEST.items():
+        assert f'"{code}"' in (here / module).read_text(), f"{module} never names {code}"
 
 
 @pytest.mark.parametrize("code", sorted(FIRES_IN))

@@ -17,6 +17,8 @@ import pytest
 
 from doctor.checks.input_values import CHECKED_KINDS
 from doctor.cli import main
+from doctor.inventory import WORKLOAD_KINDS
+from doctor.kuberay import KUBERAY_KINDS
 from doctor.registry import REGISTRY, Check, Hit
 from infra import config, render
 from service import memory_model, quantities
@@ -327,6 +329,7 @@ def test_every_kind_the_doctor_reads_is_in_checked_kinds():
         read |= set(re.findall(r'\.(?:of|in_namespace)\("([A-Z]\w+)"', text))
         read |= set(re.findall(r'(?:inventory|self)\.get\("([A-Z]\w+)", ', text))
     assert read - {"List"} <= CHECKED_KINDS
+    assert set(WORKLOAD_KINDS) | set(KUBERAY_KINDS) <= CHECKED_KINDS
 
 
 # -- values Kubernetes refuses: CONF001 ----------------------------------------------------------

@@ -193,7 +193,7 @@ def test_vllm_gpu_worker_gets_no_mochi_finding(tmp_path):
 
 def test_mochi_worker_in_a_kuberay_cluster_is_judged_by_the_mochi_model(tmp_path):
     mochi = VLLM_SERVICE.replace(
-        "- {name: VLLM_USE_V1, value: \"1\"}", "- {name: MOCHI_MODEL, value: genmo/mochi-1-preview}"
+        '- {name: VLLM_USE_V1, value: "1"}', "- {name: MOCHI_MODEL, value: genmo/mochi-1-preview}"
     )
     result = diagnose_yaml(tmp_path, mochi)
     [memory] = findings(result, "MEM001")
