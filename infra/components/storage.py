@@ -9,9 +9,9 @@ from infra import naming, podspec, sizing
 from infra.config import StackConfig
 
 # kind's and k3s's local-path provisioner offers ReadWriteOnce only; on one node every pod can
-# still mount it, so the dev stack tells the doctor, visibly, why its PERM002 does not apply.
+# still mount it, so the dev stack tells the doctor, visibly, why its PERM006 does not apply.
 SINGLE_NODE_RWO = {
-    "doctor.mochi.dev/ignore": "PERM002: single-node dev cluster, local-path storage is RWO only"
+    "doctor.mochi.dev/ignore": "PERM006: single-node dev cluster, local-path storage is RWO only"
 }
 
 
