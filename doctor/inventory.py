@@ -42,10 +42,10 @@ OWNED_KINDS = ("ReplicaSet", "Job")
 
 @dataclass(frozen=True)
 class BuildFile:
-    """A Dockerfile or a requirements file found beside the manifests."""
+    """A Dockerfile, a requirements file or an image build map found beside the manifests."""
 
     path: str
-    kind: str  # "dockerfile" | "requirements"
+    kind: str  # "dockerfile" | "requirements" | "compose" | "skaffold"
     text: str
 
 

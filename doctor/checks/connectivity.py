@@ -4,6 +4,7 @@ Services without endpoints, workers stuck waiting for the Ray GCS."""
 from __future__ import annotations
 
 from doctor.addresses import (
+    BUILTIN_SERVICES,
     Address,
     configmap_addresses,
     is_bind_or_loopback,
@@ -12,7 +13,15 @@ from doctor.addresses import (
     service_reference,
     workload_addresses,
 )
-from doctor.inventory import Inventory, command_text, labels_match, name_of, namespace_of
+from doctor.inventory import (
+    Inventory,
+    Workload,
+    command_text,
+    labels_match,
+    name_of,
+    namespace_of,
+)
+from doctor.kuberay import DEFAULT_HEAD_PORTS
 from doctor.raystart import listening_ports
 from doctor.registry import Hit, check
 
@@ -48,6 +57,65 @@ def hard_coded_ip(inventory: Inventory):
         )
 
 
+def _stem(name: str) -> str:
+    for suffix in ("-service", "-svc"):
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def near_miss(name: str, candidates) -> str | None:
+    """The Service a name was plausibly meant to be (`redis-service` for `redis`,
+    `ray-head-service` for `ray-head`, a one-letter typo), or None."""
+    stem = _stem(name)
+    for candidate in sorted(candidates):
+        other = _stem(candidate)
+        if other == stem or (min(len(stem), len(other)) >= 5 and _one_edit_apart(stem, other)):
+            return candidate
+    return None
+
+
+def _one_edit_apart(a: str, b: str) -> bool:
+    if abs(len(a) - len(b)) > 1 or a == b:
+        return False
+    if len(a) == len(b):
+        return sum(x != y for x, y in zip(a, b, strict=True)) == 1
+    short, long = sorted((a, b), key=len)
+    return any(long[:i] + long[i + 1 :] == short for i in range(len(long)))
+
+
+def _missing_service(inventory: Inventory, address: Address, ref: tuple[str, str]) -> Hit:
+    namespace, name = ref
+    in_namespace = sorted(n for ns, n in inventory.services if ns == namespace)
+    elsewhere = sorted(ns for ns, n in inventory.services if n == name and ns != namespace)
+    prefix = f"{address.where} names host {address.host!r}"
+    if "." not in address.host and elsewhere:
+        return Hit(
+            address.resource,
+            f"{prefix}, a short name, which resolves only in the caller's namespace "
+            f"{namespace}; Service {name!r} is in namespace {elsewhere[0]}: "
+            f"use {name}.{elsewhere[0]}",
+            address.literal,
+        )
+    meant = near_miss(name, in_namespace)
+    if meant or (inventory.source != "manifests" and in_namespace):
+        hint = f"; did you mean {meant!r}?" if meant else ""
+        return Hit(
+            address.resource,
+            f"{prefix}, but namespace {namespace} has no Service {name!r}{hint} "
+            f"(Services: {', '.join(in_namespace)})",
+            address.literal,
+        )
+    return Hit(
+        address.resource,
+        f"{prefix}: Service {name!r} of namespace {namespace} is not in the input; it may come "
+        "from another chart or release, or a managed service",
+        address.literal,
+        fix=f"Check that it exists where this runs: kubectl get svc -n {namespace} {name}",
+        severity="warning",
+    )
+
+
 @check(
     "NET002",
     "error",
@@ -56,23 +124,49 @@ def hard_coded_ip(inventory: Inventory):
     "Point the address at an existing Service (kubectl get svc -n NAMESPACE) or create one.",
 )
 def unknown_service_name(inventory: Inventory):
-    namespaces_with_services = {ns for ns, _ in inventory.services}
     seen = set()
     for address in all_addresses(inventory):
         ref = service_reference(address.host, address.namespace, inventory.namespaces)
-        if ref is None or ref[0] not in namespaces_with_services or ref in inventory.services:
+        if ref is None or ref in inventory.services or ref in BUILTIN_SERVICES:
             continue
         key = (address.resource, address.where, address.host)
         if key in seen:
             continue
         seen.add(key)
-        known = ", ".join(sorted(name for ns, name in inventory.services if ns == ref[0]))
-        yield Hit(
-            address.resource,
-            f"{address.where} names host {address.host!r}, but namespace {ref[0]} has no "
-            f"Service {ref[1]!r} (Services: {known})",
-            address.literal,
-        )
+        yield _missing_service(inventory, address, ref)
+
+
+def _is_headless(service: dict) -> bool:
+    return (service.get("spec") or {}).get("clusterIP") == "None"
+
+
+def _served_ports(workload: Workload) -> set[int] | None:
+    """Ports a workload's pods are known to serve, or None when that cannot be known (a
+    container that declares no containerPort may listen on any port)."""
+    served: set[int] = set()
+    for container in workload.containers:
+        declared = [p for p in container.get("ports") or [] if "containerPort" in p]
+        if not declared:
+            return None
+        served |= {int(p["containerPort"]) for p in declared}
+    if workload.ray_role:
+        served |= set(listening_ports(workload).values())
+        served |= set(DEFAULT_HEAD_PORTS.values()) if workload.is_kuberay else set()
+    return served
+
+
+def _reachable_ports(inventory: Inventory, service: dict) -> set[int] | None:
+    """Ports a client of a Service can connect to; None when that cannot be known."""
+    ports = service_ports(service)
+    if not _is_headless(service):
+        return ports
+    # A headless Service's name resolves to pod IPs: any port a pod serves answers.
+    for workload in inventory.selected_workloads(service):
+        served = _served_ports(workload)
+        if served is None:
+            return None
+        ports |= served
+    return ports
 
 
 @check(
@@ -89,11 +183,12 @@ def unserved_port(inventory: Inventory):
             continue
         ref = service_reference(address.host, address.namespace, inventory.namespaces)
         service = inventory.services.get(ref) if ref else None
-        if service is None or not (service.get("spec") or {}).get("ports"):
+        spec = (service or {}).get("spec") or {}
+        if not spec.get("ports") or spec.get("type") == "ExternalName":
             continue
-        ports = service_ports(service)
+        ports = _reachable_ports(inventory, service)
         key = (address.resource, address.where, address.host, address.port)
-        if address.port in ports or key in seen:
+        if ports is None or address.port in ports or key in seen:
             continue
         seen.add(key)
         yield Hit(
@@ -103,31 +198,27 @@ def unserved_port(inventory: Inventory):
             address.literal,
         )
     for service in inventory.of("Service"):
-        for workload in inventory.selected_workloads(service):
-            served = {
-                int(p["containerPort"])
-                for c in workload.containers
-                for p in c.get("ports") or []
-                if "containerPort" in p
-            }
-            names = {p.get("name") for c in workload.containers for p in c.get("ports") or []}
-            if workload.ray_role:
-                served |= set(listening_ports(workload).values())
-            elif not served:
-                continue
-            for port in (service.get("spec") or {}).get("ports") or []:
-                target = port.get("targetPort", port.get("port"))
-                if isinstance(target, str) and not target.isdigit():
-                    if target in names:
-                        continue
-                elif target is None or int(target) in served:
+        yield from _unserved_target_ports(inventory, service)
+
+
+def _unserved_target_ports(inventory: Inventory, service: dict):
+    for workload in inventory.selected_workloads(service):
+        served = _served_ports(workload)
+        names = {p.get("name") for c in workload.containers for p in c.get("ports") or []}
+        for port in (service.get("spec") or {}).get("ports") or []:
+            target = port.get("targetPort", port.get("port"))
+            if isinstance(target, str) and not target.isdigit():
+                # A named targetPort resolves only to a declared port name.
+                if target in names:
                     continue
-                yield Hit(
-                    f"Service/{namespace_of(service)}/{name_of(service)}",
-                    f"port {port.get('port')} forwards to targetPort {target}, which "
-                    f"{workload.label} does not serve (serves {sorted(served)})",
-                    f"targetPort: {target}",
-                )
+            elif target is None or served is None or int(target) in served:
+                continue
+            yield Hit(
+                f"Service/{namespace_of(service)}/{name_of(service)}",
+                f"port {port.get('port')} forwards to targetPort {target}, which "
+                f"{workload.label} does not serve (serves {sorted(served or ())})",
+                f"targetPort: {target}",
+            )
 
 
 @check(

@@ -92,14 +92,18 @@ def _root_evidence(inventory: Inventory, workload: Workload, container: dict) ->
 
 
 def node_agent(workload: Workload) -> str | None:
-    """The image that makes a DaemonSet a node agent (device plugin, GPU exporter, CSI node
-    driver, CNI): these need the host's devices, files or network by design."""
+    """Why a DaemonSet is a node agent, privileged by design: a known agent's image (device
+    plugin, GPU exporter, CSI node driver, CNI), or a pod that shares the node's process or
+    network namespace to tune or mount on the node."""
     if workload.kind != "DaemonSet":
         return None
     for container in workload.all_containers:
         image = container.get("image", "")
         if NODE_AGENT_IMAGE.search(parse_image(image).repository.lower()):
             return image
+    for host_namespace in ("hostPID", "hostNetwork"):
+        if workload.pod_spec.get(host_namespace) is True:
+            return f"{host_namespace}: true"
     return None
 
 

@@ -1,8 +1,9 @@
-"""Manifests on disk: YAML/JSON objects (multi-document, `kind: List`), plus the Dockerfiles
-and requirements files found among them."""
+"""Manifests on disk: YAML/JSON objects (multi-document, `kind: List`), plus the Dockerfiles,
+requirements files and the compose/skaffold files that say which Dockerfile builds an image."""
 
 from __future__ import annotations
 
+from doctor.images import build_map_kind
 from doctor.inventory import BuildFile, Inventory
 from doctor.sources.files import (
     SkippedFile,
@@ -25,7 +26,7 @@ def build_file_kind(name: str) -> str | None:
         return "dockerfile"
     if lowered.startswith("requirements") and lowered.endswith((".txt", ".in")):
         return "requirements"
-    return None
+    return build_map_kind(name)
 
 
 def load_manifests(paths: list[str], inventory: Inventory | None = None) -> Inventory:
@@ -40,9 +41,9 @@ def load_manifests(paths: list[str], inventory: Inventory | None = None) -> Inve
 def _read(paths: list[str], inventory: Inventory) -> None:
     for path in walk(paths):
         try:
-            if is_document(path):
-                add_documents(inventory, path, load_documents(path))
-            elif kind := build_file_kind(path.name):
+            if kind := build_file_kind(path.name):
                 inventory.files.append(BuildFile(str(path), kind, read_text(path)))
+            elif is_document(path):
+                add_documents(inventory, path, load_documents(path))
         except SkippedFile as skipped:
             inventory.skipped.append(skipped)

@@ -265,6 +265,21 @@ def test_root_image_found_only_through_evidence(tmp_path):
     assert findings(result, "SEC004") == []
 
 
+def test_a_compose_file_on_disk_maps_the_image_and_is_not_read_as_a_manifest(tmp_path):
+    objects = DEPLOYMENT.format(name="storefront", image="ghcr.io/acme/shop-api:1.2.0")
+    result = diagnose_dir(
+        tmp_path,
+        objects,
+        **{"docker-compose.yml": COMPOSE, "services__storefront__Dockerfile.prod": ROOT_DOCKERFILE},
+    )
+    [(resource, _, _, evidence)] = findings(result, "SEC004")
+    assert resource == "Deployment/shop/storefront"
+    assert evidence.endswith(
+        "services/storefront/Dockerfile.prod: no USER (runs as root); pod sets no runAsUser"
+    )
+    assert result.skipped == [] and result.not_checked == {}
+
+
 # -- item 9: SEC002 once per namespace ----------------------------------------------------------
 
 RAY_AND_REDIS = """
@@ -469,6 +484,43 @@ def test_sec004_info_for_node_agents_privileged_by_design():
             "securityContext.privileged: true",
         ),
     ]
+
+
+NODE_TUNING = """
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: tcp-rmem, namespace: kube-system}
+spec:
+  selector:
+    matchLabels: {name: tcp-rmem}
+  template:
+    metadata:
+      labels: {name: tcp-rmem}
+    spec:
+      hostNetwork: true
+      hostPID: true
+      nodeSelector: {cloud.google.com/gke-tpu-accelerator: tpu-v6e-slice}
+      initContainers:
+        - name: tcp-rmem
+          image: ubuntu:24.04
+          securityContext: {privileged: true}
+          command: [sh, -c, "sysctl -w net.ipv4.tcp_rmem='4096 41943040 314572800'"]
+      containers:
+        - name: pause
+          image: registry.k8s.io/pause:3.9
+"""
+
+
+def test_sec004_info_for_a_daemonset_that_acts_on_the_node():
+    [(resource, severity, message, evidence)] = findings(
+        diagnose(inventory_of(NODE_TUNING)), "SEC004"
+    )
+    assert (resource, severity, evidence) == (
+        "DaemonSet/kube-system/tcp-rmem",
+        "info",
+        "securityContext.privileged: true",
+    )
+    assert "as a node agent (hostPID: true) does by design" in message
 
 
 def test_sec004_still_warns_for_other_privileged_containers():
