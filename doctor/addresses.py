@@ -148,7 +148,7 @@ def service_reference(host: str, namespace: str, namespaces: set[str]) -> tuple[
         return namespace, parts[0]
     if len(parts) == 2 and parts[1] in namespaces:
         return parts[1], parts[0]
-    if len(parts) in (3, 5) and parts[2] == "svc" and parts[3:] in ([], ["cluster", "local"]):
+    if len(parts) >= 3 and parts[2] == "svc":
         return parts[1], parts[0]
     return None
 
