@@ -194,6 +194,11 @@ def workload_addresses(workload: Workload) -> list[Address]:
     for key in RAY_PEER_PARAMS:
         if key in workload.ray_start_params:
             add(addresses_in(workload.ray_start_params[key]), f"rayStartParams {key}")
+    if workload.cluster is not None and workload.ray_role == "head":
+        options = workload.cluster.spec.get("gcsFaultToleranceOptions") or {}
+        if isinstance(options, dict) and options.get("redisAddress"):
+            where = "gcsFaultToleranceOptions.redisAddress"
+            add(addresses_in(str(options["redisAddress"])), where)
     for alias in workload.pod_spec.get("hostAliases") or []:
         ip = alias.get("ip", "")
         names = ",".join(alias.get("hostnames") or [])

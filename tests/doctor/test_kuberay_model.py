@@ -294,3 +294,22 @@ def test_templated_replicas_do_not_stop_the_inventory():
     text = RAYCLUSTER + cluster_spec(2).replace("replicas: 2", 'replicas: "{{ .Values.n }}"')
     workers = [w for w in inventory_of(text).workloads if w.ray_role == "worker"]
     assert [w.replicas for w in workers] == [1]
+
+
+def test_gcs_fault_tolerance_redis_address_must_name_a_service():
+    spec = RAYCLUSTER + (
+        "  gcsFaultToleranceOptions:\n    redisAddress: redis-svc:6379\n" + cluster_spec(2)
+    )
+    redis = """
+        apiVersion: v1
+        kind: Service
+        metadata: {name: redis}
+        spec:
+          selector: {app: redis}
+          ports: [{port: 6379}]
+        """
+    findings = diagnose(inventory_of(spec + "\n---\n" + textwrap.dedent(redis))).findings
+    [finding] = [f for f in findings if f.code == "NET002"]
+    assert finding.resource == "RayCluster/default/raycluster"
+    assert "gcsFaultToleranceOptions.redisAddress" in finding.message
+    assert finding.severity == "error" and "redis-svc" in finding.message
