@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 
 from doctor.inventory import Inventory, Workload, command_text, name_of, namespace_of
+from doctor.redaction import redact_text
 
 # Schemes whose host is a network peer; a URL of any other scheme names no cluster host.
 _WEB_SCHEMES = {"http", "https", "ws", "wss", "grpc", "grpcs", "tcp", "udp", "tls", "ssl", "ray"}
@@ -111,7 +112,7 @@ def addresses_in(text: str) -> list[tuple[str, int | None, str]]:
         port = match.group("port")
         if _is_placeholder(host) or (port and not 0 < int(port) < 65536):
             continue
-        found.append((host, int(port) if port else None, match.group(0).strip()))
+        found.append((host, int(port) if port else None, redact_text(match.group(0).strip())))
     return found
 
 

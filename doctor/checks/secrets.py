@@ -16,9 +16,10 @@ from doctor.inventory import Inventory, command_text, name_of, namespace_of, she
 from doctor.registry import Hit, check
 
 # A name whose last word says it holds a secret (HF_TOKEN, REDIS_PASSWORD, db.password), not
-# one that says where a secret is (TOKEN_PATH, PASSWORD_FILE, SECRET_NAME).
+# one that says where a secret is (TOKEN_PATH, PASSWORD_FILE, SECRET_NAME). An access key
+# (MINIO_ACCESS_KEY, AWS_ACCESS_KEY_ID) names the account; its secret key is the secret.
 SECRET_NAME = re.compile(
-    r"(?:^|[_.-])(PASSWORD|PASSWD|PASS|SECRET|TOKEN|API_?KEY|ACCESS_?KEY|SECRET_?KEY|"
+    r"(?:^|[_.-])(PASSWORD|PASSWD|PASS|SECRET|TOKEN|API_?KEY|SECRET_?ACCESS_?KEY|SECRET_?KEY|"
     r"PRIVATE_?KEY|CREDENTIALS?|AUTH)$|^(REQUIREPASS|MASTERAUTH|APIKEY)$"
 )
 # Names whose value is a password whatever it looks like (requirepass 5241590000000000).

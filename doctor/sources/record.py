@@ -10,29 +10,11 @@ import re
 from pathlib import Path
 
 from doctor.inventory import Inventory
+from doctor.redaction import mask, redact_text
 from doctor.sources.files import InputError
 
 OBJECTS_FILE = "objects.json"
 SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|CREDENTIAL|PRIVATE_?KEY", re.I)
-URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<password>[^@\s/]+)(?=@)")
-INLINE_SECRET = re.compile(
-    r"(?P<head>(?:password|passwd|token|secret|api[_-]?key)[\"']?\s*[:=]\s*[\"']?)"
-    r"(?P<password>[^\s\"',&;]+)",
-    re.I,
-)
-BEARER = re.compile(r"(?P<head>Bearer\s+)(?P<password>[A-Za-z0-9._~+/=-]+)")
-SERVICE_KEY = re.compile(r"(?P<head>)(?P<password>mk_[A-Za-z0-9_-]{16,})")
-
-
-def mask(value: str) -> str:
-    """Keep the first two characters and the length: what the report's evidence shows."""
-    return value[:2] + "*" * (len(value) - 2) if len(value) > 4 else "*" * len(value)
-
-
-def redact_text(text: str) -> str:
-    for pattern in (URL_PASSWORD, INLINE_SECRET, BEARER, SERVICE_KEY):
-        text = pattern.sub(lambda m: m.group("head") + mask(m.group("password")), text)
-    return text
 
 
 def redact(value, key: str = ""):

@@ -344,3 +344,16 @@ def test_headless_service_answers_on_every_port_its_pods_serve():
     finding = only(net_findings(HEADLESS % 6390), "NET003")
     assert finding.resource == "Deployment/ray/deployment-ray-worker"
     assert "service-ray-cluster:6390" in finding.message
+
+
+def test_a_url_password_never_reaches_the_evidence():
+    config = """
+        apiVersion: v1
+        kind: ConfigMap
+        metadata: {name: app, namespace: shop}
+        data:
+          REDIS_URL: redis://:s3cretpw@redis-service:6379/0
+        """
+    found = only(net_findings(config), "NET002")
+    assert "s3cretpw" not in found.evidence + found.message
+    assert "redis://:s3******@redis-service:6379" in found.evidence

@@ -163,8 +163,8 @@ def test_real_values_in_env_are_errors_and_masked(tmp_path):
       - {name: REDIS_PASSWORD, value: "5241590000000000"}
     """
     found = findings(tmp_path, deployment("minio", container), "SEC005")
+    # The access key names the account (like a user name); the secret key is the secret.
     assert summary(found) == [
-        ("error", "Deployment/ml/minio", "MINIO_ACCESS_KEY=mi*** (5 chars)"),
         ("error", "Deployment/ml/minio", "MINIO_SECRET_KEY=mi*** (8 chars)"),
         ("error", "Deployment/ml/minio", "REDIS_PASSWORD=52*** (16 chars)"),
     ]

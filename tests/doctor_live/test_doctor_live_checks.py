@@ -8,9 +8,10 @@ import json
 from doctor.checks import LIVE_MODULES
 from doctor.diagnose import diagnose
 from doctor.inventory import Inventory
+from doctor.redaction import redact_text
 from doctor.registry import all_checks
 from doctor.sources import load_snapshot
-from doctor.sources.record import redact_text, write_snapshot
+from doctor.sources.record import write_snapshot
 
 NOW = 1_800_000_000.0
 WORKER = "node-1:4242:0"
