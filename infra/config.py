@@ -6,8 +6,9 @@ the program (strings) into `StackConfig` and checks them against the memory mode
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 
 from service import quantities
@@ -15,6 +16,10 @@ from service import quantities
 PROJECT = "mochi"
 RAY_MODES = ("kuberay", "plain")
 ACCESS_MODES = ("ReadWriteMany", "ReadWriteOnce")
+# How the Namespace and the volumes that hold data survive `pulumi destroy` and replacements.
+DATA_PROTECTION = ("protect", "retain", "none")
+# Domains reserved for documentation (RFC 2606, RFC 6761): a value under one is a placeholder.
+PLACEHOLDER_DOMAINS = ("example.com", "example.net", "example.org", "example", "invalid")
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,7 @@ class StackConfig:
     quota_gpus: int
     quota_pods: int
     quota_storage: str
+    data_protection: str
 
     @property
     def model_cache_enabled(self) -> bool:
@@ -98,6 +104,11 @@ def config_key(field_name: str) -> str:
     return f"{PROJECT}:" + head + "".join(part.capitalize() for part in rest)
 
 
+def _folded(key: str) -> str:
+    """The name of a key as typos compare it: `api_image`, `APIImage` and `apiImage` are equal."""
+    return key.partition(":")[2].replace("_", "").replace("-", "").lower()
+
+
 @dataclass(frozen=True)
 class ConfigProblem:
     key: str
@@ -108,36 +119,86 @@ class ConfigProblem:
         return f"{self.key} = {self.value!r}: {self.message}"
 
 
+@dataclass(frozen=True)
+class RequiredValue(ConfigProblem):
+    """A value the stack must set itself: no default or placeholder can stand for it."""
+
+    def __str__(self) -> str:
+        return f"{self.key} is required: {self.message}"
+
+
+@dataclass(frozen=True)
+class UnknownKey(ConfigProblem):
+    """A key of the project's namespace that no setting reads (a typo, or a removed key)."""
+
+    def __str__(self) -> str:
+        return f"{self.key} is not a config key of this project: {self.message}"
+
+
+SET_HINT = (
+    "Set a value with `pulumi config set KEY VALUE --stack STACK` "
+    "(or `python -m infra render ... --config KEY=VALUE`)."
+)
+
+
 class InvalidConfig(ValueError):
     def __init__(self, problems: list[ConfigProblem]):
         self.problems = problems
-        lines = "\n".join(f"  - {problem}" for problem in problems)
-        super().__init__(f"{len(problems)} problem(s) in the stack configuration:\n{lines}")
+        lines = [f"{len(problems)} problem(s) in the stack configuration:"]
+        lines += [f"  - {problem}" for problem in problems]
+        if any(isinstance(problem, RequiredValue) for problem in problems):
+            lines.append(SET_HINT)
+        super().__init__("\n".join(lines))
 
 
-def load(get: Callable[[str], str | None]) -> StackConfig:
-    """Parse every key through `get` (pulumi.Config or a dict), then validate; raise all at once."""
+def load(get: Callable[[str], str | None], keys: Iterable[str] = ()) -> StackConfig:
+    """Parse every setting through `get` (pulumi.Config or a dict), then validate.
+
+    `keys` are all the keys the stack sets; those of this project no setting reads are reported
+    with the rest. Every problem is raised at once.
+    """
     values: dict[str, object] = {}
-    problems: list[ConfigProblem] = []
+    problems: list[ConfigProblem] = unknown_keys(keys)
+    parse_problems: list[ConfigProblem] = []
     for setting in fields(StackConfig):
         key = config_key(setting.name)
         raw = get(key)
         if raw is None:
-            problems.append(ConfigProblem(key, None, "is not set (declare it in Pulumi.yaml)"))
+            parse_problems.append(
+                RequiredValue(key, None, "declare it in Pulumi.yaml with a default, or set it")
+            )
             continue
         try:
             values[setting.name] = _parse(raw, setting.type)
         except ValueError:
-            problems.append(ConfigProblem(key, raw, f"is not a valid {setting.type}"))
-    if problems:
-        raise InvalidConfig(problems)
+            parse_problems.append(ConfigProblem(key, raw, f"is not a valid {setting.type}"))
+    if parse_problems:
+        raise InvalidConfig(problems + parse_problems)
     config = StackConfig(**values)
     from infra.validation import validate  # the rules need sizing, which needs StackConfig
 
-    problems = validate(config)
+    problems += validate(config)
     if problems:
         raise InvalidConfig(problems)
     return config
+
+
+def unknown_keys(keys: Iterable[str]) -> list[ConfigProblem]:
+    """Keys in the `mochi:` namespace that are no setting, each with the nearest known key."""
+    known = {_folded(key): key for key in map(config_key, (s.name for s in fields(StackConfig)))}
+    problems = []
+    for key in sorted(set(keys)):
+        namespace, _, _ = key.partition(":")
+        if namespace == PROJECT and key not in known.values():
+            problems.append(UnknownKey(key, None, _nearest(key, known)))
+    return problems
+
+
+def _nearest(key: str, known: dict[str, str]) -> str:
+    close = difflib.get_close_matches(_folded(key), list(known), n=1, cutoff=0.6)
+    if close:
+        return f"did you mean {known[close[0]]}?"
+    return "remove it, or see the keys Pulumi.yaml declares"
 
 
 def _parse(raw: str, kind: str) -> object:
@@ -157,6 +218,19 @@ DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]
 
 def is_dns_label(name: str) -> bool:
     return len(name) <= 63 and bool(DNS_LABEL.match(name))
+
+
+def image_registry(image: str) -> str:
+    """The registry host of an image reference; empty for Docker Hub or a node-local image."""
+    first, slash, _ = image.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return ""
+
+
+def is_placeholder_host(host: str) -> bool:
+    name = host.split(":", 1)[0].lower().rstrip(".")
+    return any(name == domain or name.endswith("." + domain) for domain in PLACEHOLDER_DOMAINS)
 
 
 def is_pinned_image(image: str) -> bool:

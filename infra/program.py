@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pulumi
+from pulumi.runtime import config as pulumi_config
 
 from infra import config as stack_config
 from infra.components.addresses import Addresses
@@ -18,12 +19,18 @@ from infra.components.supervisor import Supervisor
 
 def load_config() -> stack_config.StackConfig:
     """The stack's config as Pulumi hands it over, validated (raises InvalidConfig)."""
-    return stack_config.load(_get)
+    return stack_config.load(_get, _stack_keys())
 
 
 def _get(key: str) -> str | None:
     namespace, _, name = key.partition(":")
     return pulumi.Config(namespace).get(name)
+
+
+def _stack_keys() -> set[str]:
+    """Every key the stack sets. `pulumi up` passes them as JSON in PULUMI_CONFIG (the language
+    host does); the mocks of the render and the tests set them in the SDK's config map."""
+    return set(pulumi_config.CONFIG.get()) | set(pulumi_config.get_config_env())
 
 
 def build(config: stack_config.StackConfig) -> dict[str, pulumi.Output]:
@@ -73,5 +80,10 @@ def build(config: stack_config.StackConfig) -> dict[str, pulumi.Output]:
 
 
 def main() -> None:
-    for name, value in build(load_config()).items():
+    try:
+        config = load_config()
+    except stack_config.InvalidConfig as error:
+        # RunError: Pulumi prints the problems as one error, without a Python traceback.
+        raise pulumi.RunError(str(error)) from None
+    for name, value in build(config).items():
         pulumi.export(name, value)

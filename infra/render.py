@@ -3,7 +3,8 @@
 It runs the same program under Pulumi's mocks (no CLI, no cluster) with the stack's config
 (Pulumi.yaml defaults overlaid by Pulumi.<stack>.yaml, as the CLI does) and writes every
 Kubernetes object it registers. Generated secrets get fresh random values here, so the directory
-is `kubectl apply -f DIR`-ready; it is written with owner-only permissions.
+is `kubectl apply -f DIR`-ready; it is written with owner-only permissions. `--config KEY=VALUE`
+(repeatable, as `pulumi up --config`) sets a value the stack file leaves to the user.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import os
 import secrets
 import string
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pulumi
 import yaml
+from pulumi.runtime.mocks import MockMonitor
 
 from infra.config import PROJECT, InvalidConfig
 
@@ -51,6 +54,8 @@ class Registration:
     type: str
     name: str
     inputs: dict
+    protect: bool = False
+    retain_on_delete: bool = False
 
 
 def stack_config(stack: str, root: Path | None = None) -> dict[str, str]:
@@ -75,6 +80,14 @@ def _config_string(value: object) -> str:
     return str(value)
 
 
+def with_overrides(config: dict[str, str], overrides: Mapping[str, object]) -> dict[str, str]:
+    """CONFIG with OVERRIDES set; a key without a namespace is the project's, as in Pulumi."""
+    merged = dict(config)
+    for key, value in overrides.items():
+        merged[key if ":" in key else f"{PROJECT}:{key}"] = _config_string(value)
+    return merged
+
+
 class RecordingMocks(pulumi.runtime.Mocks):
     """Echo inputs back as outputs; generate passwords; remember every registration."""
 
@@ -94,12 +107,29 @@ class RecordingMocks(pulumi.runtime.Mocks):
         return {}, None
 
 
+class OptionsMonitor(MockMonitor):
+    """The mock engine, also keeping the options the SDK sends with each resource, which
+    `Mocks.new_resource` never sees: protect and retainOnDelete, by (type, name)."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks):
+        super().__init__(mocks)
+        self.options: dict[tuple[str, str], dict[str, bool]] = {}
+
+    def RegisterResource(self, request):
+        self.options[(request.type, request.name)] = {
+            "protect": request.protect,
+            "retain_on_delete": request.retainOnDelete,
+        }
+        return super().RegisterResource(request)
+
+
 def run_program(config: dict[str, str], stack: str) -> list[Registration]:
     """Run the Pulumi program under mocks; every resource it registers, in order."""
     from infra import program
 
     mocks = RecordingMocks()
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
+    monitor = OptionsMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
     pulumi.runtime.set_all_config(config)
 
     @pulumi.runtime.test
@@ -108,14 +138,12 @@ def run_program(config: dict[str, str], stack: str) -> list[Registration]:
         return pulumi.Output.all(*outputs.values())
 
     run()
-    return mocks.registrations
+    return [replace(r, **monitor.options[(r.type, r.name)]) for r in mocks.registrations]
 
 
 def run_stack(stack: str, **overrides: object) -> list[Registration]:
     """The registrations of STACK, with config keys (`mochi:...`) overridden."""
-    config = stack_config(stack)
-    config.update({key: _config_string(value) for key, value in overrides.items()})
-    return run_program(config, stack)
+    return run_program(with_overrides(stack_config(stack), overrides), stack)
 
 
 def plain(value):
@@ -197,9 +225,22 @@ def write(objects: list[dict], releases: list[dict], out: Path) -> list[Path]:
     return paths
 
 
-def render(stack: str, out: Path, root: Path | None = None) -> list[Path]:
-    registrations = run_program(stack_config(stack, root), stack)
+def render(
+    stack: str,
+    out: Path,
+    root: Path | None = None,
+    overrides: Mapping[str, object] | None = None,
+) -> list[Path]:
+    config = with_overrides(stack_config(stack, root), overrides or {})
+    registrations = run_program(config, stack)
     return write(kubernetes_objects(registrations), helm_releases(registrations), out)
+
+
+def _setting(text: str) -> tuple[str, str]:
+    key, equals, value = text.partition("=")
+    if not equals or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE (e.g. apiImage=ghcr.io/o/a:1)")
+    return key, value
 
 
 def main(argv: list[str]) -> int:
@@ -208,9 +249,18 @@ def main(argv: list[str]) -> int:
     render_command = commands.add_parser("render", help="write the stack's objects as YAML")
     render_command.add_argument("--stack", required=True, help="dev, prod, or another stack")
     render_command.add_argument("--out", required=True, type=Path, help="output directory")
+    render_command.add_argument(
+        "-c",
+        "--config",
+        action="append",
+        type=_setting,
+        default=[],
+        metavar="KEY=VALUE",
+        help="set a config value over the stack file (repeatable; `mochi:` is implied)",
+    )
     args = parser.parse_args(argv)
     try:
-        paths = render(args.stack, args.out)
+        paths = render(args.stack, args.out, overrides=dict(args.config))
     except InvalidConfig as error:
         print(error, file=sys.stderr)
         return 1

@@ -9,14 +9,18 @@ from __future__ import annotations
 from infra import sizing
 from infra.config import (
     ACCESS_MODES,
+    DATA_PROTECTION,
     DNS_SUBDOMAIN,
     RAY_MODES,
     ConfigProblem,
+    RequiredValue,
     StackConfig,
     config_key,
     gib,
+    image_registry,
     is_dns_label,
     is_pinned_image,
+    is_placeholder_host,
 )
 from service.memory_model import (
     HOST_PROCESS_OVERHEAD_GIB,
@@ -46,6 +50,11 @@ MEMORY_FIELDS = (
     "quota_storage",
 )
 CPU_FIELDS = ("api_cpu", "redis_cpu", "ray_head_cpu", "ray_worker_cpu", "quota_requests_cpu")
+IMAGES = {
+    "api_image": "the API image (images/api.Dockerfile)",
+    "worker_image": "the worker image (images/worker.Dockerfile)",
+    "redis_image": "the Redis image",
+}
 
 
 def validate(config: StackConfig) -> list[ConfigProblem]:
@@ -54,6 +63,11 @@ def validate(config: StackConfig) -> list[ConfigProblem]:
     def problem(field_name: str, message: str) -> None:
         problems.append(ConfigProblem(config_key(field_name), getattr(config, field_name), message))
 
+    def required(field_name: str, message: str) -> None:
+        problems.append(RequiredValue(config_key(field_name), getattr(config, field_name), message))
+
+    _check_images(config, problem, required)
+    _check_storage_and_ingress(config, problem, required)
     _check_names(config, problem)
     parsed = _check_quantities(config, problem)
     _check_counts(config, problem)
@@ -64,16 +78,45 @@ def validate(config: StackConfig) -> list[ConfigProblem]:
     return problems
 
 
+def _check_images(config, problem, required) -> None:
+    for field_name, what in IMAGES.items():
+        image = getattr(config, field_name)
+        registry = image_registry(image)
+        if not image or is_placeholder_host(registry):
+            placeholder = f" ({registry} is a placeholder)" if registry else ""
+            required(
+                field_name,
+                f"{what} in the registry your cluster pulls from, pinned{placeholder}",
+            )
+        elif not is_pinned_image(image):
+            problem(field_name, "must be pinned to a tag other than `latest` or to a digest")
+
+
+def _check_storage_and_ingress(config, problem, required) -> None:
+    if config.output_access_mode == "ReadWriteMany" and not config.shared_storage_class:
+        required(
+            "shared_storage_class",
+            "the StorageClass that offers ReadWriteMany for the shared volumes (NFS, CephFS, "
+            "EFS, Filestore, ...); the cluster default rarely does, and the claims would stay "
+            "Pending",
+        )
+    if config.data_protection not in DATA_PROTECTION:
+        problem("data_protection", f"must be one of {', '.join(DATA_PROTECTION)}")
+    if config.ingress_host and is_placeholder_host(config.ingress_host):
+        required(
+            "ingress_host",
+            f"the host name your Ingress serves ({config.ingress_host} is a placeholder), "
+            "or empty for no Ingress",
+        )
+    elif config.ingress_host and not DNS_SUBDOMAIN.match(config.ingress_host):
+        problem("ingress_host", "must be a DNS name such as mochi.acme.dev, or empty")
+
+
 def _check_names(config, problem) -> None:
     if not is_dns_label(config.namespace):
         problem("namespace", "must be a DNS label: lower-case a-z, 0-9 and '-', at most 63")
-    for field_name in ("api_image", "worker_image", "redis_image"):
-        if not is_pinned_image(getattr(config, field_name)):
-            problem(field_name, "must be pinned to a tag other than `latest` or to a digest")
     if not is_dns_label(config.bootstrap_account):
         problem("bootstrap_account", "must be a DNS label (it becomes `account:key`)")
-    if config.ingress_host and not DNS_SUBDOMAIN.match(config.ingress_host):
-        problem("ingress_host", "must be a DNS name such as mochi.example.com, or empty")
     if config.gpu_node_selector and "=" not in config.gpu_node_selector:
         problem("gpu_node_selector", "must be `label=value`, or empty")
     if config.ray_mode not in RAY_MODES:

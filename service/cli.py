@@ -7,12 +7,30 @@ import logging
 import signal
 import sys
 import threading
+from importlib import metadata
 from pathlib import Path
 
+import service
 from service.client import add_client_commands
 from service.config import API_PORT, SUPERVISOR_HEALTH_PORT, Settings, SettingsError
+from service.key_commands import add_key_commands
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+DISTRIBUTION = "mochi-k8s"
+
+
+class UsageErrorParser(argparse.ArgumentParser):
+    """Usage errors as one line, exit 2, and where help is; subcommands' parsers inherit it."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+def package_version() -> str:
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return service.__version__
 
 
 def _settings() -> Settings:
@@ -76,21 +94,6 @@ def cmd_supervisor(args) -> int:
     return EXIT_OK
 
 
-def cmd_keys_create(args) -> int:
-    import redis
-
-    from service import auth
-
-    settings = _settings()
-    client = redis.Redis.from_url(settings.redis_url, password=settings.redis_password or None)
-    try:
-        print(auth.add_key(client, args.account))
-    except auth.AuthError as error:
-        print(f"mochi: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    return EXIT_OK
-
-
 def cmd_fetch_model(args) -> int:
     from huggingface_hub import snapshot_download
 
@@ -104,8 +107,9 @@ def cmd_fetch_model(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mochi", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = UsageErrorParser(prog="mochi", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"mochi {package_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     local = commands.add_parser("local", help="run the embedded local stack until Ctrl-C")
     local.add_argument("--dir", default=".mochi", help="state directory (default .mochi)")
@@ -134,11 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     supervisor.set_defaults(run=cmd_supervisor)
 
-    keys = commands.add_parser("keys", help="API keys")
-    key_commands = keys.add_subparsers(dest="keys_command", required=True)
-    create = key_commands.add_parser("create", help="create a key for an account; prints it")
-    create.add_argument("account")
-    create.set_defaults(run=cmd_keys_create)
+    add_key_commands(commands)
 
     fetch = commands.add_parser("fetch-model", help="download MOCHI_MODEL into the cache")
     fetch.set_defaults(run=cmd_fetch_model)

@@ -7,11 +7,12 @@ that file's URL.
 Exit codes:
   0   success
   1   the job ended failed or canceled (submit --wait), or an unexpected answer
-  2   usage: bad arguments, or no API URL or key configured
+  2   usage: bad arguments, no API URL or key configured, or a URL that is not http(s)://HOST
   3   the API cannot be reached (connection refused, DNS, timeout)
   4   401: missing or unknown API key
   5   404: no such job for this key
-  6   422: parameters refused (each field's problem is printed)
+  6   invalid parameters: refused before sending, or by the API (422); each field's problem
+      is printed
   7   409: the job is in the wrong state (cancel an ended job, download an unfinished one)
   8   429: rate limit or queued-job limit reached (Retry-After is printed)
   9   503 or another 5xx: the service is unavailable
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
@@ -102,6 +104,7 @@ def resolve_connection(
     url: str | None, key: str | None, state_dir: Path, environ: Mapping[str, str] = os.environ
 ) -> Connection:
     """Flags, then environment, then the local stack's address file."""
+    source = "--url" if url else "MOCHI_API_URL"
     url = url or environ.get("MOCHI_API_URL") or None
     key = key or environ.get("MOCHI_API_KEY") or None
     if url is None or key is None:
@@ -113,6 +116,7 @@ def resolve_connection(
             local = {}
         if url is None:
             url = local.get("api_url")
+            source = str(state_dir / "local.json")
         if key is None and url == local.get("api_url"):
             key = local.get("api_key")
     if not url:
@@ -121,9 +125,38 @@ def resolve_connection(
             f"(which writes {state_dir / 'local.json'})",
             EXIT_USAGE,
         )
+    check_api_url(url, source)
     if not key:
         raise ClientError(f"no API key for {url}: pass --key or set MOCHI_API_KEY", EXIT_USAGE)
     return Connection(url.rstrip("/"), key)
+
+
+def check_api_url(url: str, source: str) -> None:
+    """An http(s) URL with a host, or a usage error naming where the URL came from."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as error:
+        problem = str(error)
+    else:
+        problem = _url_problem(url, parsed)
+    if problem:
+        raise ClientError(
+            f"{source} {url!r} is not an API URL: {problem} "
+            "(expected http(s)://HOST[:PORT], e.g. http://127.0.0.1:8000)",
+            EXIT_USAGE,
+        )
+
+
+def _url_problem(url: str, parsed: httpx.URL) -> str | None:
+    if "://" not in url:
+        return "no scheme"
+    if parsed.scheme not in ("http", "https"):
+        return f"scheme {parsed.scheme!r} is not http or https"
+    if not parsed.host:
+        return "no host"
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        return f"port {parsed.port} is not in 1-65535"
+    return None
 
 
 class MochiClient:
@@ -334,18 +367,39 @@ PARAMETER_FLAGS = {
     "seed": "seed",
     "negative": "negative_prompt",
 }
+FLAG_OF_FIELD = {name: flag for flag, name in PARAMETER_FLAGS.items()}
 
 
 def _client(args) -> MochiClient:
     return MochiClient(resolve_connection(args.url, args.key, Path(args.dir)))
 
 
-def cmd_submit(args) -> int:
+def submitted_params(args) -> dict[str, Any]:
+    """The request body, checked with the API's own model so that no request is sent in vain."""
     params = {"prompt": args.prompt}
     for flag, name in PARAMETER_FLAGS.items():
         value = getattr(args, flag)
         if value is not None:
             params[name] = value
+    try:
+        GenerationParams.model_validate(params)
+    except ValidationError as error:
+        raise ClientError(describe_invalid(error), EXIT_INVALID) from None
+    return params
+
+
+def describe_invalid(error: ValidationError) -> str:
+    lines = ["invalid parameters, nothing was sent:"]
+    for problem in error.errors():
+        field = ".".join(str(part) for part in problem["loc"])
+        flag = FLAG_OF_FIELD.get(field)
+        name = field if flag is None else f"--{flag}" if flag == field else f"--{flag} ({field})"
+        lines.append(f"  {name}: {problem['msg'].removeprefix('Value error, ')}")
+    return "\n".join(lines)
+
+
+def cmd_submit(args) -> int:
+    params = submitted_params(args)
     errors = Console(stderr=True)
     with _client(args) as client:
         job = client.submit(params)
@@ -399,16 +453,18 @@ def cmd_download(args) -> int:
     return EXIT_OK
 
 
-def run_command(command: Callable[[argparse.Namespace], int], args) -> int:
+def run_command(command: Callable[[argparse.Namespace], int], args, prog: str) -> int:
+    """A command's ClientError as its message (plus where help is, for usage) and exit code."""
     try:
         return command(args)
     except ClientError as error:
-        print(f"mochi {args.command}: {error}", file=sys.stderr)
+        hint = f" (see `{prog} --help`)" if error.exit_code == EXIT_USAGE else ""
+        print(f"{prog}: {error}{hint}", file=sys.stderr)
         return error.exit_code
 
 
-def _runner(command):
-    return lambda args: run_command(command, args)
+def runner(command: Callable[[argparse.Namespace], int], parser: argparse.ArgumentParser):
+    return lambda args: run_command(command, args, parser.prog)
 
 
 def _connection_flags() -> argparse.ArgumentParser:
@@ -458,24 +514,24 @@ def add_client_commands(commands) -> None:
     submit.add_argument(
         "--timeout", type=float, help="give up waiting after this many seconds (exit 10)"
     )
-    submit.set_defaults(run=_runner(cmd_submit))
+    submit.set_defaults(run=runner(cmd_submit, submit))
 
     status = commands.add_parser("status", help="show one job", **shared)
     status.add_argument("job_id")
     status.add_argument("--json", action="store_true", help="print the API's JSON")
-    status.set_defaults(run=_runner(cmd_status))
+    status.set_defaults(run=runner(cmd_status, status))
 
     listing = commands.add_parser("list", help="list your jobs, newest first", **shared)
     listing.add_argument("--limit", type=int, default=20)
     listing.add_argument("--offset", type=int, default=0)
     listing.add_argument("--json", action="store_true", help="print the API's JSON")
-    listing.set_defaults(run=_runner(cmd_list))
+    listing.set_defaults(run=runner(cmd_list, listing))
 
     cancel = commands.add_parser("cancel", help="cancel a queued or running job", **shared)
     cancel.add_argument("job_id")
-    cancel.set_defaults(run=_runner(cmd_cancel))
+    cancel.set_defaults(run=runner(cmd_cancel, cancel))
 
     download = commands.add_parser("download", help="save a finished job's MP4", **shared)
     download.add_argument("job_id")
     download.add_argument("--out", metavar="FILE", help="target file (default ID.mp4)")
-    download.set_defaults(run=_runner(cmd_download))
+    download.set_defaults(run=runner(cmd_download, download))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from doctor.addresses import addresses_in, service_reference
 from doctor.images import build_for_image, parse_image
 from doctor.inventory import Inventory, Workload, command_text
-from doctor.raystart import ray_start_flags, ray_start_options, uses_ray_start_params
+from doctor.raystart import ray_start_flags, required_ray_start_options, uses_ray_start_params
 from doctor.registry import Hit, check
 
 CLIENT_EXTRAS = {"client", "all"}
@@ -23,9 +23,7 @@ def invalid_ray_start_flag(inventory: Inventory):
     for workload in inventory.workloads:
         if workload.ray_role is None:
             continue
-        options = ray_start_options()  # imports Ray: only once a Ray pod is in the input
-        if options is None:
-            return
+        options = required_ray_start_options()  # imports Ray: only once a Ray pod is in the input
         source = "rayStartParams" if uses_ray_start_params(workload) else "ray start"
         for flag, value in ray_start_flags(workload).items():
             if flag in options.flags:

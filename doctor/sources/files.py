@@ -8,11 +8,12 @@ import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from doctor.inventory import Inventory
+from doctor.inventory import Inventory, Origin
 
 try:
     import yaml_rs
@@ -92,13 +93,23 @@ def is_kubernetes_object(document: dict) -> bool:
     return isinstance(document.get("apiVersion"), str) and isinstance(document.get("kind"), str)
 
 
-def add_documents(inventory: Inventory, path: Path, documents: list[dict]) -> None:
+@dataclass(frozen=True)
+class Document:
+    """One mapping read from a file, with the 1-based line it starts on and, for a List, the
+    line each item starts on (empty when the parser cannot tell)."""
+
+    value: dict
+    line: int = 1
+    item_lines: tuple[int, ...] = ()
+
+
+def add_documents(inventory: Inventory, path: Path, documents: list[Document]) -> None:
     """Add a file's Kubernetes objects to the inventory; a file with none is a note."""
-    objects = [doc for doc in documents if is_kubernetes_object(doc)]
+    objects = [doc for doc in documents if is_kubernetes_object(doc.value)]
     if not objects:
         raise SkippedFile(display_name(path), "holds no Kubernetes object (apiVersion and kind)")
-    for obj in objects:
-        inventory.add(obj, origin=display_name(path))
+    for doc in objects:
+        inventory.add(doc.value, Origin(display_name(path), doc.line), doc.item_lines)
 
 
 def is_stdin(path: Path) -> bool:
@@ -126,7 +137,7 @@ def needs_rendering(path: Path) -> str | None:
     return None
 
 
-def load_documents(path: Path, machine_written: bool = False) -> list[dict]:
+def load_documents(path: Path, machine_written: bool = False) -> list[Document]:
     """The mappings of a YAML (multi-document) or JSON file, or `-`; raises SkippedFile.
 
     Human-written manifests are read with PyYAML (YAML 1.1, as Kubernetes reads them). A dump
@@ -140,15 +151,83 @@ def load_documents(path: Path, machine_written: bool = False) -> list[dict]:
     as_json = path.suffix in JSON_SUFFIXES or (is_stdin(path) and text.lstrip()[:1] in "{[")
     try:
         if as_json:
-            documents = [json.loads(text)] if text.strip() else []
+            documents = [Document(json.loads(text), _first_line(text))] if text.strip() else []
         elif machine_written and yaml_rs is not None:
-            loaded = yaml_rs.loads(text) if text.strip() else []
-            documents = loaded if isinstance(loaded, list) else [loaded]
+            documents = _fast_yaml_documents(text)
         else:
-            documents = list(yaml.load_all(text, Loader=_Loader))
+            documents = _yaml_documents(text)
     except (yaml.YAMLError, json.JSONDecodeError, *_FAST_ERRORS) as error:
         raise SkippedFile(name, _unparsed_reason(text, error, as_json)) from None
-    return [doc for doc in documents if isinstance(doc, dict)]
+    return [doc for doc in documents if isinstance(doc.value, dict)]
+
+
+def _first_line(text: str) -> int:
+    return text[: len(text) - len(text.lstrip())].count("\n") + 1
+
+
+def _yaml_documents(text: str) -> list[Document]:
+    """PyYAML's load_all, keeping the line where each document and List item starts."""
+    loader = _Loader(text)
+    documents = []
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            value = loader.construct_document(node)
+            documents.append(Document(value, node.start_mark.line + 1, _item_lines(node)))
+    finally:
+        loader.dispose()
+    return documents
+
+
+def _item_lines(node: yaml.Node) -> tuple[int, ...]:
+    if not isinstance(node, yaml.MappingNode):
+        return ()
+    for key, value in node.value:
+        if key.value == "items" and isinstance(value, yaml.SequenceNode):
+            return tuple(item.start_mark.line + 1 for item in value.value)
+    return ()
+
+
+def _fast_yaml_documents(text: str) -> list[Document]:
+    """yaml-rs gives no positions: the lines come from a scan of the document boundaries and
+    the `items:` entries of kubectl's layout, used only where the counts agree."""
+    loaded = yaml_rs.loads(text) if text.strip() else []
+    values = loaded if isinstance(loaded, list) else [loaded]
+    starts = _scanned_documents(text)
+    if len(starts) != len(values):
+        return [Document(value) for value in values]
+    documents = []
+    for value, (line, item_lines) in zip(values, starts, strict=True):
+        items = value.get("items") if isinstance(value, dict) else None
+        agree = isinstance(items, list) and len(items) == len(item_lines)
+        documents.append(Document(value, line, tuple(item_lines) if agree else ()))
+    return documents
+
+
+def _scanned_documents(text: str) -> list[tuple[int, list[int]]]:
+    """(first content line, item lines) of each document: the lines under a top-level
+    `items:` key that start a sequence entry at the entries' indentation."""
+    documents: list[tuple[int, list[int]]] = []
+    in_items, indent = False, None
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if line.startswith("---"):
+            documents.append((0, []))
+            in_items, indent = False, None
+            continue
+        if not stripped or stripped.startswith("#") or line.startswith("%"):
+            continue
+        if not documents or documents[-1][0] == 0:
+            documents[-1:] = [(number, [])]
+        if not line[0].isspace() and not line.startswith("-"):
+            in_items, indent = line.startswith("items:"), None
+            continue
+        if in_items and stripped.startswith("-"):
+            offset = len(line) - len(line.lstrip())
+            indent = offset if indent is None else indent
+            if offset == indent:
+                documents[-1][1].append(number)
+    return [document for document in documents if document[0]]
 
 
 def _unparsed_reason(text: str, error: Exception, as_json: bool) -> str:

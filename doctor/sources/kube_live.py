@@ -50,18 +50,34 @@ class KubeRead:
     logs: dict[str, str]
     probes: list[Probe]
     errors: dict[str, str]
-    namespace: str
+    namespace: str | None  # None: every namespace (-A)
     server: str
 
 
-def api_client(context: str | None):
+def kubeconfig_files(kubeconfig: str | None = None) -> str | None:
+    """--kubeconfig, else KUBECONFIG (read now: the client reads it once, at import), else the
+    client's default ~/.kube/config (None)."""
+    return kubeconfig or os.environ.get("KUBECONFIG") or None
+
+
+def context_names(kubeconfig: str | None = None) -> list[str] | None:
+    """The contexts the kubeconfig defines, or None when there is no kubeconfig to read."""
+    from kubernetes import config
+
+    try:
+        contexts, _ = config.list_kube_config_contexts(kubeconfig_files(kubeconfig))
+    except Exception:  # missing or unreadable: the read itself reports why, as a finding
+        return None
+    return [c["name"] for c in contexts or []]
+
+
+def api_client(context: str | None, kubeconfig: str | None = None):
     """(ApiClient, namespace of the context, server URL): kubeconfig, else in-cluster."""
     from kubernetes import client, config
 
     configuration = client.Configuration()
     namespace = None
-    # The client reads KUBECONFIG once, at import; read it now, as kubectl does.
-    files = os.environ.get("KUBECONFIG") or None
+    files = kubeconfig_files(kubeconfig)
     try:
         config.load_kube_config(files, context, client_configuration=configuration)
         contexts, active = config.list_kube_config_contexts(files)
@@ -69,7 +85,7 @@ def api_client(context: str | None):
             active = next((c for c in contexts if c["name"] == context), active)
         namespace = (active or {}).get("context", {}).get("namespace")
     except config.ConfigException:
-        if context or not os.environ.get("KUBERNETES_SERVICE_HOST"):
+        if context or kubeconfig or not os.environ.get("KUBERNETES_SERVICE_HOST"):
             raise
         config.load_incluster_config(client_configuration=configuration)
         path = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
@@ -80,20 +96,30 @@ def api_client(context: str | None):
 
 
 def read_kubernetes(
-    context: str | None, namespace: str | None, deadline: Deadline, probe_from_pod: bool = False
+    context: str | None,
+    namespace: str | None,
+    deadline: Deadline,
+    probe_from_pod: bool = False,
+    *,
+    kubeconfig: str | None = None,
+    all_namespaces: bool = False,
 ) -> KubeRead:
     from kubernetes import client
 
     try:
-        api, context_namespace, server = api_client(context)
-    except Exception as error:  # no kubeconfig, unknown context, bad file
-        probe = Probe("kubernetes", context or "kubeconfig", False, "error", describe(error))
-        return KubeRead([], {}, [probe], {}, namespace or "default", "")
-    namespace = namespace or context_namespace or "default"
-    read = KubeRead([], {}, [], {}, namespace, server)
+        api, context_namespace, server = api_client(context, kubeconfig)
+    except Exception as error:  # no kubeconfig, unreadable file, no in-cluster account
+        target = context or kubeconfig or "kubeconfig"
+        probe = Probe("kubernetes", target, False, "error", describe(error))
+        return KubeRead([], {}, [probe], {}, None if all_namespaces else namespace or "default", "")
+    if not all_namespaces:
+        namespace = namespace or context_namespace or "default"
+    read = KubeRead([], {}, [], {}, None if all_namespaces else namespace, server)
     with api:
         try:
-            _list(client, api, read, "CoreV1Api", "list_namespaced_pod", deadline, namespace)
+            _list(
+                client, api, read, "CoreV1Api", *namespaced("list_namespaced_pod", read), deadline
+            )
         except Exception as error:
             read.probes.append(Probe("kubernetes", server, False, _kind(error), describe(error)))
             return read
@@ -102,22 +128,30 @@ def read_kubernetes(
             _try(
                 read,
                 method,
-                lambda a=api_class, m=method: _list(client, api, read, a, m, deadline, namespace),
+                lambda a=api_class, m=method: _list(
+                    client, api, read, a, *namespaced(m, read), deadline
+                ),
             )
         for api_class, method in CLUSTER:
             _try(
-                read, method, lambda a=api_class, m=method: _list(client, api, read, a, m, deadline)
+                read,
+                method,
+                lambda a=api_class, m=method: _list(client, api, read, a, m, (), deadline),
             )
         for kind, plural in KUBERAY_PLURALS.items():
-            _try(
-                read,
-                plural,
-                lambda k=kind, p=plural: _kuberay(client, api, read, deadline, namespace, k, p),
-            )
+            _try(read, plural, lambda k=kind, p=plural: _kuberay(client, api, read, deadline, k, p))
         _try(read, "logs", lambda: _logs(client, api, read, deadline))
         if probe_from_pod:
             _try(read, "probe-from-pod", lambda: _probe_from_pods(client, api, read, deadline))
     return read
+
+
+def namespaced(method: str, read: KubeRead) -> tuple[str, tuple]:
+    """A namespaced list method and its arguments: for the read's namespace, or the method
+    that lists every namespace (`list_namespaced_pod` -> `list_pod_for_all_namespaces`)."""
+    if read.namespace is None:
+        return method.replace("list_namespaced_", "list_", 1) + "_for_all_namespaces", ()
+    return method, (read.namespace,)
 
 
 def _kind(error: BaseException) -> str:
@@ -155,21 +189,24 @@ def _add_list(read: KubeRead, data: dict, kind: str) -> None:
         read.objects.append(item)
 
 
-def _list(client, api, read, api_class, method, deadline, namespace=None) -> None:
+def _list(client, api, read, api_class, method, args: tuple, deadline) -> None:
     call = getattr(getattr(client, api_class)(api), method)
-    args = (namespace,) if namespace else ()
     response = call(*args, _preload_content=False, _request_timeout=_timeout(deadline))
     data = json.loads(response.data)
     _add_list(read, data, (data.get("kind") or "").removesuffix("List"))
 
 
-def _kuberay(client, api, read, deadline, namespace, kind: str, plural: str) -> None:
+def _kuberay(client, api, read, deadline, kind: str, plural: str) -> None:
     custom = client.CustomObjectsApi(api)
+    if read.namespace is None:
+        call, scope = custom.list_cluster_custom_object, ()
+    else:
+        call, scope = custom.list_namespaced_custom_object, (read.namespace,)
     try:
-        response = custom.list_namespaced_custom_object(
+        response = call(
             "ray.io",
             "v1",
-            namespace,
+            *scope,
             plural,
             _preload_content=False,
             _request_timeout=_timeout(deadline),

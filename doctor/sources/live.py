@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,12 +21,21 @@ LOCAL_FILE = "local.json"
 # Rendering and writing the report after the read needs a moment of the deadline.
 RENDER_RESERVE = 0.1
 RENDER_RESERVE_MAX = 1.0
+SOURCE_NAMES = {
+    "kubernetes": "Kubernetes",
+    "ray": "Ray",
+    "redis": "Redis",
+    "api": "the API",
+    "output": "the output volume",
+}
 
 
 @dataclass
 class LiveOptions:
     context: str | None = None
     namespace: str | None = None
+    all_namespaces: bool = False
+    kubeconfig: str | None = None
     ray_address: str | None = None
     dashboard_url: str | None = None
     redis_url: str | None = None
@@ -67,7 +79,12 @@ def options_from_local(path: str, timeout: float) -> LiveOptions:
     )
 
 
-def read_live(options: LiveOptions, inventory: Inventory | None = None) -> Inventory:
+def read_live(
+    options: LiveOptions,
+    inventory: Inventory | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Inventory:
+    """`progress` (when given) hears one line as each source starts and one as it ends."""
     inventory = inventory or Inventory(source="live")
     inventory.source = "live"
     deadline = Deadline(options.timeout)
@@ -78,7 +95,9 @@ def read_live(options: LiveOptions, inventory: Inventory | None = None) -> Inven
     tasks, targets = _tasks(options, probe_deadline)
     from doctor.sources.probe import run_with_deadline
 
-    results, errors, pending = run_with_deadline(tasks, read_deadline)
+    reporter = SourceProgress(progress)
+    results, errors, pending = run_with_deadline(reporter.wrap(tasks), read_deadline)
+    reporter.close(pending, options.timeout)
     probes: list[Probe] = []
     for name, value in results.items():
         probes.extend(_apply(name, value, inventory))
@@ -110,9 +129,14 @@ def _tasks(options: LiveOptions, deadline: Deadline):
     tasks, targets = {}, {}
     if options.kubernetes:
         tasks["kubernetes"] = lambda: read_kubernetes(
-            options.context, options.namespace, deadline, options.probe_from_pod
+            options.context,
+            options.namespace,
+            deadline,
+            options.probe_from_pod,
+            kubeconfig=options.kubeconfig,
+            all_namespaces=options.all_namespaces,
         )
-        targets["kubernetes"] = options.context or "kubeconfig"
+        targets["kubernetes"] = options.context or options.kubeconfig or "kubeconfig"
     if options.ray_address:
         tasks["ray"] = lambda: read_ray(options.ray_address, options.dashboard_url, deadline)
         targets["ray"] = options.dashboard_url or options.ray_address
@@ -126,6 +150,48 @@ def _tasks(options: LiveOptions, deadline: Deadline):
         tasks["output"] = lambda: write_probe(options.output_dir)
         targets["output"] = options.output_dir
     return tasks, targets
+
+
+class SourceProgress:
+    """Times each source's task and tells `report` as it starts and ends. Once the read is
+    over, a task still running past the deadline says nothing more: the report follows."""
+
+    def __init__(self, report: Callable[[str], None] | None):
+        self.report = report
+        self.lock = threading.Lock()
+        self.open = True
+
+    def wrap(self, tasks: dict[str, Callable[[], object]]) -> dict[str, Callable[[], object]]:
+        if self.report is None:
+            return tasks
+        return {name: self._timed(name, task) for name, task in tasks.items()}
+
+    def close(self, pending: list[str], timeout: float) -> None:
+        for name in pending:
+            self._say(f"reading {SOURCE_NAMES[name]}… no answer within {timeout:g} s")
+        with self.lock:
+            self.open = False
+
+    def _timed(self, name: str, task: Callable[[], object]) -> Callable[[], object]:
+        def run():
+            self._say(f"reading {SOURCE_NAMES[name]}…")
+            started = time.monotonic()
+            outcome = ", failed"
+            try:
+                value = task()
+                outcome = ""
+                return value
+            finally:
+                self._say(
+                    f"reading {SOURCE_NAMES[name]}… {time.monotonic() - started:.1f} s{outcome}"
+                )
+
+        return run
+
+    def _say(self, line: str) -> None:
+        with self.lock:
+            if self.open and self.report is not None:
+                self.report(line)
 
 
 def _apply(name: str, value, inventory: Inventory) -> list[Probe]:

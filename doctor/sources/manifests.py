@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from doctor.images import build_map_kind
 from doctor.inventory import BuildFile, Inventory
+from doctor.locations import build_file_name
 from doctor.sources.files import (
     SkippedFile,
     add_documents,
@@ -42,7 +43,7 @@ def _read(paths: list[str], inventory: Inventory) -> None:
     for path in walk(paths):
         try:
             if kind := build_file_kind(path.name):
-                inventory.files.append(BuildFile(str(path), kind, read_text(path)))
+                inventory.files.append(BuildFile(build_file_name(str(path)), kind, read_text(path)))
             elif is_document(path):
                 add_documents(inventory, path, load_documents(path))
         except SkippedFile as skipped:

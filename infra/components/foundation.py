@@ -7,6 +7,7 @@ import pulumi_kubernetes as k8s
 
 from infra import naming, sizing
 from infra.config import StackConfig
+from infra.protection import data_options
 
 
 class Foundation(pulumi.ComponentResource):
@@ -23,7 +24,7 @@ class Foundation(pulumi.ComponentResource):
                     "pod-security.kubernetes.io/enforce-version": "latest",
                 },
             },
-            opts=child,
+            opts=data_options(config, self),
         )
         self.namespace = namespace.metadata.apply(lambda meta: meta["name"])
         hard = {

@@ -74,6 +74,12 @@ class Redis(pulumi.ComponentResource):
                 "replicas": 1,
                 "selector": {"matchLabels": naming.selector(naming.REDIS)},
                 "template": podspec.template(naming.REDIS, pod),
+                # The AOF claim outlives the StatefulSet (Kubernetes' default, stated): a replaced
+                # StatefulSet adopts data-redis-0 again. Only deleting the Namespace removes it.
+                "persistentVolumeClaimRetentionPolicy": {
+                    "whenDeleted": "Retain",
+                    "whenScaled": "Retain",
+                },
                 "volumeClaimTemplates": [
                     {
                         "metadata": {"name": naming.REDIS_DATA, "labels": naming.PART_OF},

@@ -7,6 +7,7 @@ import pulumi_kubernetes as k8s
 
 from infra import naming, podspec, sizing
 from infra.config import StackConfig
+from infra.protection import data_options
 
 # kind's and k3s's local-path provisioner offers ReadWriteOnce only; on one node every pod can
 # still mount it, so the dev stack tells the doctor, visibly, why its PERM006 does not apply.
@@ -15,7 +16,7 @@ SINGLE_NODE_RWO = {
 }
 
 
-def _claim(resource_name, claim_name, namespace, size, access_mode, storage_class, parent):
+def _claim(resource_name, claim_name, namespace, size, access_mode, storage_class, opts):
     spec = {"accessModes": [access_mode], "resources": {"requests": {"storage": size}}}
     if storage_class:
         spec["storageClassName"] = storage_class
@@ -26,7 +27,7 @@ def _claim(resource_name, claim_name, namespace, size, access_mode, storage_clas
         resource_name,
         metadata=metadata,
         spec=spec,
-        opts=pulumi.ResourceOptions(parent=parent),
+        opts=opts,
     )
 
 
@@ -46,7 +47,7 @@ class Storage(pulumi.ComponentResource):
             config.output_storage,
             config.output_access_mode,
             config.shared_storage_class,
-            self,
+            data_options(config, self),
         )
         self.output_claim = output.metadata.apply(lambda meta: meta["name"])
         self.model_cache_claim: pulumi.Output[str] | None = None
@@ -58,7 +59,7 @@ class Storage(pulumi.ComponentResource):
                 config.model_cache_storage,
                 config.output_access_mode,
                 config.shared_storage_class,
-                self,
+                data_options(config, self),
             )
             self.model_cache_claim = cache.metadata.apply(lambda meta: meta["name"])
         self.register_outputs({"output_claim": self.output_claim})

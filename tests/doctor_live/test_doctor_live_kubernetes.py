@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import json
-
 from doctor.cli import main
 from doctor.diagnose import diagnose
 from doctor.sources import load_snapshot
@@ -46,8 +44,8 @@ def test_cli_with_context_and_junit(recorded_api, tmp_path, capsys):
     assert "MEM005" in report.read_text() and "<failure" in report.read_text()
 
 
-def test_unknown_context_is_a_finding_not_a_traceback(recorded_api, capsys):
+def test_unknown_context_is_a_usage_error(recorded_api, capsys):
     code = main(["diagnose", "--context", "nope", "--format", "json", "--timeout", "5"])
-    data = json.loads(capsys.readouterr().out)
-    assert code == 1
-    assert [f for f in data["findings"] if f["code"] == "NET006" and "kubernetes" in f["message"]]
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert "--context nope: no such context" in err and "its contexts: recorded" in err

@@ -9,10 +9,19 @@ if str(REPO_ROOT) not in sys.path:  # the policy pack is not an installed packag
 
 from infra import render  # noqa: E402
 
+# What a user sets before deploying prod: Pulumi.prod.yaml ships placeholders the program refuses.
+PROD_SETTINGS = {
+    "mochi:apiImage": "registry.acme.internal/mochi/mochi-api:0.1.0",
+    "mochi:workerImage": "registry.acme.internal/mochi/mochi-worker:0.1.0",
+    "mochi:sharedStorageClass": "cephfs",
+    "mochi:ingressHost": "mochi.acme.internal",
+}
+SETTINGS = {"dev": {}, "prod": PROD_SETTINGS}
+
 
 @pytest.fixture(scope="session")
 def registrations() -> dict[str, list[render.Registration]]:
-    return {stack: render.run_stack(stack) for stack in render.STACKS}
+    return {stack: render.run_stack(stack, **SETTINGS[stack]) for stack in render.STACKS}
 
 
 @pytest.fixture(scope="session")

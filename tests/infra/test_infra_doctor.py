@@ -7,10 +7,12 @@ import pytest
 from doctor.cli import main as doctor
 from infra import render
 
+from .conftest import SETTINGS
+
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_doctor_finds_no_error_or_warning_in_the_render(stack, tmp_path, capsys):
-    render.render(stack, tmp_path / stack)
+    render.render(stack, tmp_path / stack, overrides=SETTINGS[stack])
     exit_code = doctor(
         [
             "diagnose",

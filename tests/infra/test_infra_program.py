@@ -12,6 +12,8 @@ from infra import naming, render
 from infra.manifests import all_containers, find, one
 from infra.render import STACKS, run_stack
 
+from .conftest import PROD_SETTINGS, SETTINGS
+
 EXPECTED_KINDS = {
     "dev": {
         "Namespace": 1, "ResourceQuota": 1, "LimitRange": 1, "Secret": 3, "ConfigMap": 1,
@@ -174,7 +176,9 @@ def test_every_gpu_of_a_worker_pod_runs_a_pipeline(objects):
     assert prod["MOCHI_WORKER_HOST_MEMORY_GIB"] == "40"  # one actor's share of 80 Gi
     dev = one(objects["dev"], "ConfigMap", naming.SETTINGS_CONFIG_MAP)["data"]
     assert (dev["MOCHI_WORKERS"], dev["MOCHI_GPUS_PER_WORKER"]) == ("1", "0")  # CPU: 1 per pod
-    objects_2 = render.kubernetes_objects(run_stack("prod", **{"mochi:gpusPerPipeline": "2"}))
+    objects_2 = render.kubernetes_objects(
+        run_stack("prod", **PROD_SETTINGS, **{"mochi:gpusPerPipeline": "2"})
+    )
     data = one(objects_2, "ConfigMap", naming.SETTINGS_CONFIG_MAP)["data"]
     assert (data["MOCHI_WORKERS"], data["MOCHI_GPUS_PER_WORKER"]) == ("2", "2")
 
@@ -207,7 +211,7 @@ def test_plain_mode_renders_ray_as_deployments():
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_render_writes_exactly_what_the_program_registers(tmp_path, objects, stack):
-    paths = render.render(stack, tmp_path)
+    paths = render.render(stack, tmp_path, overrides=SETTINGS[stack])
     written = [yaml.safe_load(path.read_text()) for path in paths]
     assert sorted(p.name for p in tmp_path.glob("*.yaml")) == sorted(p.name for p in paths)
     assert [_without_secret_values(o) for o in written] == [

@@ -7,18 +7,20 @@ import pytest
 from infra import config, render
 from infra.render import run_stack
 
+from .conftest import SETTINGS
+
 
 def problems(stack: str, **overrides: object) -> dict[str, config.ConfigProblem]:
-    values = render.stack_config(stack)
-    values.update({key: render._config_string(value) for key, value in overrides.items()})
+    values = render.with_overrides(render.stack_config(stack), {**SETTINGS[stack], **overrides})
     with pytest.raises(config.InvalidConfig) as raised:
         config.load(values.get)
     return {problem.key: problem for problem in raised.value.problems}
 
 
-def test_shipped_stacks_are_valid():
+def test_shipped_stacks_are_valid_once_their_required_values_are_set():
     for stack in ("dev", "prod"):
-        config.load(render.stack_config(stack).get)
+        values = render.with_overrides(render.stack_config(stack), SETTINGS[stack])
+        config.load(values.get, values)
 
 
 def test_invalid_config_fails_before_any_resource_is_registered():
@@ -91,13 +93,8 @@ def test_worker_memory_counts_every_pipeline_of_the_pod():
     found = problems("prod", **{"mochi:rayWorkerMemory": "48Gi"})
     assert "host footprint 70.0 GiB" in found["mochi:rayWorkerMemory"].message
     # One pipeline on both GPUs: 48 Gi is enough again (and the quota too).
-    config.load(
-        {
-            **render.stack_config("prod"),
-            "mochi:rayWorkerMemory": "48Gi",
-            "mochi:gpusPerPipeline": "2",
-        }.get
-    )
+    one_pipeline = {**SETTINGS["prod"], "mochi:rayWorkerMemory": "48Gi", "mochi:gpusPerPipeline": 2}
+    config.load(render.with_overrides(render.stack_config("prod"), one_pipeline).get)
 
 
 def test_gpus_per_pipeline_must_divide_gpus_per_worker():

@@ -1,0 +1,24 @@
+"""Resource options for what holds data: the Namespace (deleting it deletes every claim in it)
+and the PersistentVolumeClaims of the videos and the model cache.
+
+`mochi:dataProtection`: `protect` (Pulumi refuses to delete or replace them: `pulumi destroy`
+fails, `--exclude-protected` keeps them and destroys the rest), `retain` (a destroy leaves them in
+the cluster; a later `pulumi up` meets them as existing objects, which pulumi-kubernetes refuses
+to adopt unless PULUMI_K8S_UPSERT_EXISTING_OBJECTS=true), `none` (they go with the stack).
+Redis's AOF claim comes from its StatefulSet's volumeClaimTemplate and is kept by the
+StatefulSet's retention policy as long as the Namespace stays.
+"""
+
+from __future__ import annotations
+
+import pulumi
+
+from infra.config import StackConfig
+
+
+def data_options(config: StackConfig, parent: pulumi.Resource) -> pulumi.ResourceOptions:
+    return pulumi.ResourceOptions(
+        parent=parent,
+        protect=config.data_protection == "protect",
+        retain_on_delete=config.data_protection == "retain",
+    )
