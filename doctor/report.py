@@ -45,9 +45,12 @@ def summary(result: Result) -> dict:
     }
 
 
-def input_notes(result: Result) -> list[str]:
-    """What the doctor did not check, one line each: skipped files, then unknown kinds."""
+def input_notes(result: Result, with_checks: bool = True) -> list[str]:
+    """What the doctor did not check, one line each: skipped files, checks that could not run
+    here (unless with_checks is False), then unknown kinds."""
     notes = [f"skipped: {skipped}" for skipped in result.skipped]
+    if with_checks:
+        notes += [f"check skipped: {check}" for check in result.skipped_checks]
     if result.not_checked:
         objects = sum(result.not_checked.values())
         kinds = ", ".join(result.not_checked)
@@ -122,15 +125,16 @@ def to_junit(result: Result, fail_on: str = "error", state: Mapping | None = Non
             by_code[finding.code].append(finding)
     suite = ElementTree.Element("testsuite", name="doctor")
     # What was not checked: a skipped test case each, so CI shows it beside the checks.
-    for note in input_notes(result):
+    for note in input_notes(result, with_checks=False):
         case = ElementTree.SubElement(suite, "testcase", classname="doctor.input", name=note)
         ElementTree.SubElement(case, "skipped", message=note)
     ran = {check.code for check in result.checks}
+    unable = {skipped.code: skipped.reason for skipped in result.skipped_checks}
     for check in all_checks():
         case = ElementTree.SubElement(
             suite, "testcase", classname=f"doctor.{check.category}", name=check_title(check)
         )
-        if reason := not_run_reason(check, ran, live_state):
+        if reason := unable.get(check.code) or not_run_reason(check, ran, live_state):
             ElementTree.SubElement(case, "skipped", message=reason)
         elif check.code in crashed:
             error = crashed[check.code]

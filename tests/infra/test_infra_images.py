@@ -9,7 +9,8 @@ IMAGES = Path(__file__).resolve().parents[2] / "images"
 
 
 def _from(dockerfile: str) -> str:
-    return re.search(r"^FROM (\S+)", dockerfile, re.MULTILINE).group(1)
+    """The base of the image's final stage (earlier stages build the wheel)."""
+    return re.findall(r"^FROM (\S+)", dockerfile, re.MULTILINE)[-1]
 
 
 def test_api_image_is_slim_python_without_ray_or_torch():

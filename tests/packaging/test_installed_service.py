@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from tests.packaging.conftest import REPO
+from tests.packaging.installs import REPO
 
 TINY_JOB = {"prompt": "packaged", "num_frames": 7, "height": 64, "width": 64}
 JOB_SECONDS = 120
@@ -42,7 +42,7 @@ def wait_done(http: httpx.Client, job_id: str) -> dict:
 
 
 def test_a_tiny_job_runs_through_the_worker_install(api_server, worker_stack):
-    headers = {"Authorization": f"Bearer {worker_stack.addresses['api_key']}"}
+    headers = {"Authorization": f"Bearer {worker_stack['api_key']}"}
     with httpx.Client(base_url=api_server, headers=headers, timeout=30) as http:
         submitted = http.post("/v1/jobs", json=TINY_JOB)
         assert submitted.status_code == 202, submitted.text

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import zipfile
+from importlib.metadata import version
 
 from doctor.registry import all_checks
-from tests.packaging.conftest import REPO
+from tests.packaging.installs import REPO
 
 PACKAGES = ("service", "doctor", "infra")
 
@@ -33,6 +34,11 @@ def test_wheel_has_every_module_of_the_packages(api_install):
         if "__pycache__" not in path.parts
     }
     assert modules - files == set(), "modules missing (a folder without __init__.py?)"
+
+
+def test_wheel_has_only_the_packages(api_install):
+    tops = {name.split("/", 1)[0] for name in wheel_files(api_install)}
+    assert tops == {*PACKAGES, f"mochi_k8s-{version('mochi-k8s')}.dist-info"}
 
 
 def test_both_images_install_the_same_wheel(api_install, worker_install):
