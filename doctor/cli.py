@@ -33,7 +33,7 @@ from doctor.sources.files import STDIN, SkippedFile
 from doctor.sources.kube_live import context_names, kubeconfig_files
 from doctor.sources.live import LiveOptions, options_from_local, read_live
 from doctor.sources.record import write_snapshot
-from doctor.version import package_version
+from service.version import package_version
 
 RUNBOOKS = Path(__file__).resolve().parent / "runbooks"  # a link to runbooks/, packaged
 EXIT_OK, EXIT_FINDINGS, EXIT_BROKEN = 0, 1, 2

@@ -20,7 +20,7 @@ from doctor.locations import artifact_uri
 from doctor.objects import DEFAULT_NAMESPACE
 from doctor.registry import Check, all_checks
 from doctor.sources.files import STDIN_NAME
-from doctor.version import package_version
+from service.version import package_version
 
 SARIF_LEVEL = {"error": "error", "warning": "warning", "info": "note"}
 
@@ -225,8 +225,7 @@ def to_sarif(result: Result, origins: dict[str, Origin], runbook_url: str | None
     index = {check.code: position for position, check in enumerate(checks)}
     locator = Locator(origins)
     driver = {"name": "doctor", "rules": [sarif_rule(c, runbook_url) for c in checks]}
-    if (version := package_version()) != "unknown":
-        driver["version"] = version
+    driver["version"] = package_version()
     if runbook_url:
         driver["informationUri"] = f"{runbook_url}/"
     document = {

@@ -7,16 +7,14 @@ import logging
 import signal
 import sys
 import threading
-from importlib import metadata
 from pathlib import Path
 
-import service
 from service.client import add_client_commands
 from service.config import API_PORT, SUPERVISOR_HEALTH_PORT, Settings, SettingsError
 from service.key_commands import add_key_commands
+from service.version import package_version
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
-DISTRIBUTION = "mochi-k8s"
 
 
 class UsageErrorParser(argparse.ArgumentParser):
@@ -24,13 +22,6 @@ class UsageErrorParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(EXIT_USAGE, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
-
-
-def package_version() -> str:
-    try:
-        return metadata.version(DISTRIBUTION)
-    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
-        return service.__version__
 
 
 def _settings() -> Settings:
