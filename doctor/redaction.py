@@ -1,18 +1,47 @@
 """Masking secrets in text a report or a snapshot shows: passwords in URLs, inline
-`password=...`, bearer tokens and the service's API keys keep two characters and their length."""
+`password=...`, secret flags of a command line (`--requirepass X`, `redis-cli -a X`), redis.conf
+directives (`requirepass X`), bearer tokens and the service's API keys keep two characters and
+their length. Masking is idempotent: a masked text masked again is the same text."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+
+# A word that, ending a name, says the name holds a secret (flags, keys of `key=value`).
+SECRET_WORD = (
+    r"(?:requirepass|masterauth|pass(?:word|wd)?|auth|token|secret|credentials?"
+    r"|api[_-]?key|apikey|secret[_-]?key|private[_-]?key|access[_-]?key)"
+)
+# An env variable whose name holds any of these words has its value masked (REDISCLI_AUTH).
+SECRET_ENV_NAME = re.compile(r"AUTH|PASS|SECRET|TOKEN|KEY|CREDENTIAL", re.I)
+# A value that names where the secret is rather than being it: $(VAR), ${VAR}, $VAR, {{ x }}.
+VALUE = r"(?P<password>(?![-$]|\{\{)[^\s\"',&;|]+)"
 
 URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<password>[^@\s/]+)(?=@)")
 INLINE_SECRET = re.compile(
-    r"(?P<head>(?:password|passwd|token|secret|api[_-]?key)[\"']?\s*[:=]\s*[\"']?)"
-    r"(?P<password>[^\s\"',&;]+)",
-    re.I,
+    rf"(?P<head>\b(?:[\w.-]*?[_.-])?{SECRET_WORD}[\"']?\s*[:=]\s*[\"']?){VALUE}", re.I
 )
+SECRET_FLAG = re.compile(
+    rf"(?P<head>--(?:[A-Za-z0-9]+[-_])*{SECRET_WORD}(?:=|\s+)[\"']?){VALUE}", re.I
+)
+REDIS_CLI_AUTH = re.compile(rf"(?P<head>\bredis-cli\b[^\n;&|]*?\s-a\s+[\"']?){VALUE}")
+CONFIG_DIRECTIVE = re.compile(
+    rf"(?P<head>^[ \t]*(?:requirepass|masterauth|password)[ \t]+[\"']?){VALUE}", re.I | re.M
+)
+ACL_PASSWORD = re.compile(r"(?P<head>^[ \t]*user[ \t][^\n]*?[ \t]>)(?P<password>\S+)", re.M)
 BEARER = re.compile(r"(?P<head>Bearer\s+)(?P<password>[A-Za-z0-9._~+/=-]+)")
 SERVICE_KEY = re.compile(r"(?P<head>)(?P<password>mk_[A-Za-z0-9_-]{16,})")
+PATTERNS = (
+    URL_PASSWORD,
+    INLINE_SECRET,
+    SECRET_FLAG,
+    REDIS_CLI_AUTH,
+    CONFIG_DIRECTIVE,
+    ACL_PASSWORD,
+    BEARER,
+    SERVICE_KEY,
+)
 
 
 def mask(value: str) -> str:
@@ -20,7 +49,31 @@ def mask(value: str) -> str:
     return value[:2] + "*" * (len(value) - 2) if len(value) > 4 else "*" * len(value)
 
 
-def redact_text(text: str) -> str:
-    for pattern in (URL_PASSWORD, INLINE_SECRET, BEARER, SERVICE_KEY):
-        text = pattern.sub(lambda m: m.group("head") + mask(m.group("password")), text)
+def redact_text(text: str, shown: Callable[[str], bool] = lambda value: False) -> str:
+    """Mask every secret the patterns find; `shown(value)` keeps a value that is no secret
+    (a placeholder the report prints anyway)."""
+    for pattern in PATTERNS:
+        text = pattern.sub(lambda m: m.group("head") + _masked(m.group("password"), shown), text)
     return text
+
+
+def redact_argv(words: list[str], shown: Callable[[str], bool] = lambda value: False) -> list[str]:
+    """A command line as a list: the word after a secret flag (`--requirepass`, redis-cli's
+    `-a`) is masked as well as what each word holds itself (`--requirepass=X`, `sh -c '...'`)."""
+    return [
+        _masked(word, shown)
+        if i and _flag(words, i - 1) and re.fullmatch(VALUE, word)
+        else redact_text(word, shown)
+        for i, word in enumerate(words)
+    ]
+
+
+def _flag(words: list[str], i: int) -> bool:
+    word = words[i]
+    if word == "-a":
+        return any(w.rsplit("/", 1)[-1] == "redis-cli" for w in words[:i])
+    return bool(re.fullmatch(rf"--(?:[A-Za-z0-9]+[-_])*{SECRET_WORD}", word, re.I))
+
+
+def _masked(value: str, shown: Callable[[str], bool]) -> str:
+    return value if shown(value) else mask(value)

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 
 from service import quantities
+from service.config import APPENDFSYNC_MODES
 
 PROJECT = "mochi"
 RAY_MODES = ("kuberay", "plain")
@@ -38,6 +39,13 @@ class StackConfig:
     redis_cpu: str
     redis_memory: str
     redis_storage: str
+    redis_appendfsync: str
+    result_ttl_seconds: int
+    orphan_grace_seconds: int
+    job_timeout_seconds: int
+    stall_timeout_seconds: int
+    redis_high_water: float
+    docs_enabled: bool
     storage_class: str
     shared_storage_class: str
     output_storage: str
@@ -177,10 +185,17 @@ def load(get: Callable[[str], str | None], keys: Iterable[str] = ()) -> StackCon
     config = StackConfig(**values)
     from infra.validation import validate  # the rules need sizing, which needs StackConfig
 
-    problems += validate(config)
+    problems += validate(config) + choice_problems(config)
     if problems:
         raise InvalidConfig(problems)
     return config
+
+
+def choice_problems(config: StackConfig) -> list[ConfigProblem]:
+    if config.redis_appendfsync in APPENDFSYNC_MODES:
+        return []
+    message = f"must be one of {', '.join(APPENDFSYNC_MODES)}"
+    return [ConfigProblem(config_key("redis_appendfsync"), config.redis_appendfsync, message)]
 
 
 def unknown_keys(keys: Iterable[str]) -> list[ConfigProblem]:
@@ -204,6 +219,8 @@ def _nearest(key: str, known: dict[str, str]) -> str:
 def _parse(raw: str, kind: str) -> object:
     if kind == "int":
         return int(str(raw))
+    if kind == "float":
+        return float(str(raw))
     if kind == "bool":
         text = str(raw).lower()
         if text not in ("true", "false"):

@@ -17,6 +17,10 @@ RAY_METRICS_PORT = 8080
 SUPERVISOR_HEALTH_PORT = 8081
 CONTAINER_UID = 1000
 CONTAINER_GID = 1000
+# Redis `appendfsync`: everysec can lose up to ~1 s of acknowledged writes on a node crash;
+# always fsyncs every write before the reply, so nothing acknowledged is lost.
+APPENDFSYNC_MODES = ("everysec", "always")
+STALL_FLOOR_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -24,6 +28,8 @@ class Settings:
     # redis://host:port/db; the password comes from MOCHI_REDIS_PASSWORD (a Secret), never the URL.
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_password: str = field(default="", repr=False)
+    # How the Redis the local stack starts syncs its AOF (one of APPENDFSYNC_MODES).
+    redis_appendfsync: str = "everysec"
     # Shared volume, mounted at this same path in the API and the workers.
     output_dir: str = "/data/videos"
     # `tiny`, `genmo/mochi-1-preview`, or a local directory holding a diffusers MochiPipeline.
@@ -48,6 +54,26 @@ class Settings:
     rate_limit_per_minute: int = 600
     torch_compile: bool = False
     torch_threads: int = 1
+    # Finished jobs (record, list entry, idempotency key, video, attempt files) live this long.
+    result_ttl_seconds: int = 7 * 24 * 3600
+    # Files no job owns (`.partial`, lost attempts') are swept once older than this.
+    orphan_grace_seconds: int = 3600
+    # A job running longer than this is stopped (0: no deadline).
+    job_timeout_seconds: float = 0.0
+    # A job with no denoising step for this long is stopped (0: from the memory model's
+    # step-time estimate, never under STALL_FLOOR_SECONDS).
+    stall_timeout_seconds: float = 0.0
+    # The API refuses new submissions (503, Retry-After) once Redis uses this share of maxmemory.
+    redis_high_water: float = 0.9
+    # Swagger UI at /docs (it loads its assets from a CDN); the OpenAPI JSON is always served.
+    docs_enabled: bool = False
+
+    def __post_init__(self) -> None:
+        if self.redis_appendfsync not in APPENDFSYNC_MODES:
+            raise SettingsError(
+                f"MOCHI_REDIS_APPENDFSYNC={self.redis_appendfsync!r} must be one of "
+                + ", ".join(APPENDFSYNC_MODES)
+            )
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:

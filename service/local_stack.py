@@ -1,24 +1,29 @@
 """The embedded local stack: a real Redis, a local Ray head, the pool (tiny model) and the API,
-all on 127.0.0.1, started and stopped together; it stops only what it started."""
+started and stopped together; it stops only what it started.
+
+Redis and the API listen on 127.0.0.1 only, Redis with a random password. Ray's own servers
+bind every interface (Ray rewrites a loopback --node-ip-address to the host's address), so the
+head runs with token auth, a random token, as the cluster does. The state folder is 0700 and
+the address file that hands out the key, the password and the token is 0600."""
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import sys
 import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import redis
 import uvicorn
 
 from service import auth
 from service.api import create_app
 from service.config import Settings
 from service.jobstore import JobStore
-from service.processes import RayHead, RedisServer, free_port
+from service.processes import RayHead, RedisServer, free_port, write_private
 from service.supervisor import Supervisor
 
 ADDRESS_FILE = "local.json"
@@ -48,7 +53,8 @@ class LocalStack:
 
     def start(self, progress=print, ready_timeout: float = 120.0) -> LocalStack:
         self.base_dir = self.base_dir.resolve()
-        self.base_dir.mkdir(parents=True, exist_ok=True)
+        self.base_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.base_dir.chmod(0o700)  # mkdir leaves an existing folder's mode as it was
         try:
             self._start_redis(progress)
             self._start_ray(progress)
@@ -63,16 +69,28 @@ class LocalStack:
 
     def _start_redis(self, progress) -> None:
         self.redis_port = self.redis_port or free_port()
-        self.redis = RedisServer(self.base_dir / "redis", self.redis_port).start()
+        self.redis = RedisServer(
+            self.base_dir / "redis",
+            self.redis_port,
+            password=secrets.token_urlsafe(32),
+            appendfsync=self.settings.redis_appendfsync,
+        ).start()
         output_dir = self.base_dir / "videos"
         output_dir.mkdir(exist_ok=True)
         self.settings = replace(
-            self.settings, redis_url=self.redis.url, output_dir=str(output_dir), model="tiny"
+            self.settings,
+            redis_url=self.redis.url,
+            redis_password=self.redis.password,
+            output_dir=str(output_dir),
+            model="tiny",
         )
-        client = redis.Redis.from_url(self.redis.url)
+        client = self.redis.client()
         self.api_key = self.api_key or auth.add_key(client, "local")
         auth.add_key(client, "local", self.api_key)
-        progress(f"redis      {self.redis.url} (AOF in {self.redis.data_dir})")
+        progress(
+            f"redis      {self.redis.url} (password in {self.address_file}; "
+            f"AOF appendfsync {self.redis.appendfsync} in {self.redis.data_dir})"
+        )
 
     def _start_ray(self, progress) -> None:
         self.ray = RayHead(
@@ -80,10 +98,11 @@ class LocalStack:
             gcs_port=free_port(),
             dashboard_port=free_port(),
             num_cpus=self.settings.workers + 1,
+            auth_token=secrets.token_hex(32),
         )
         self.settings = replace(self.settings, ray_dashboard_url=self.ray.dashboard_url)
         self.ray.start(self._ray_env())
-        progress(f"ray        {self.ray.address} (dashboard {self.ray.dashboard_url})")
+        progress(f"ray        {self.ray.address} (dashboard {self.ray.dashboard_url}, token auth)")
 
     def _ray_env(self) -> dict[str, str]:
         """The cluster's environment is where the pool reads its settings, as on Kubernetes."""
@@ -97,7 +116,7 @@ class LocalStack:
         }
 
     def _start_supervisor(self, progress) -> None:
-        self.supervisor = Supervisor(self.settings)
+        self.supervisor = Supervisor(self.settings, ray_auth_token=self.ray.auth_token)
         self._spawn(self.supervisor.run, "supervisor")
         progress(f"pool       {self.settings.workers} worker(s), model {self.settings.model}")
 
@@ -121,8 +140,9 @@ class LocalStack:
         self._threads.append(thread)
 
     def store(self) -> JobStore:
-        client = redis.Redis.from_url(self.settings.redis_url)
-        return JobStore(client, self.settings.lease_seconds, self.settings.max_attempts)
+        return JobStore(
+            self.redis.client(), self.settings.lease_seconds, self.settings.max_attempts
+        )
 
     def _wait_for_workers(self, timeout: float) -> None:
         store = self.store()
@@ -140,14 +160,15 @@ class LocalStack:
             "api_url": self.api_url,
             "api_key": self.api_key,
             "redis_url": self.settings.redis_url,
+            "redis_password": self.redis.password,
             "ray_address": self.ray.address,
+            "ray_auth_token": self.ray.auth_token,
             "dashboard_url": self.ray.dashboard_url,
             "output_dir": self.settings.output_dir,
         }
 
     def _write_address_file(self) -> None:
-        self.address_file.write_text(json.dumps(self.addresses(), indent=2) + "\n")
-        self.address_file.chmod(0o600)
+        write_private(self.address_file, json.dumps(self.addresses(), indent=2) + "\n")
 
     def stop(self, keep_logs: bool = False) -> None:
         if self._server is not None:

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
@@ -21,6 +21,22 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read, atomically: a temporary file created 0600 (never
+    briefly wider) and renamed over path."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(text)
+    os.replace(temporary, path)
+
+
+# The local Redis runs in no container, so nothing else bounds it: at this size it refuses
+# writes (noeviction) long before it could push the machine into swap, and it still holds
+# millions of job records. A cluster's Redis sizes maxmemory from its container limit instead.
+LOCAL_REDIS_MAXMEMORY_BYTES = 1 << 30
 
 
 def redis_server_binary() -> str:
@@ -78,18 +94,28 @@ def session_members(session_id: int) -> list[int]:
 
 @dataclass
 class RedisServer:
+    """A redis-server on 127.0.0.1 only. With a password, it is written into a 0600 config
+    file, never onto the command line that every local user can read in /proc."""
+
     data_dir: Path
     port: int
+    password: str = field(default="", repr=False)
+    appendfsync: str = "everysec"
+    maxmemory_bytes: int = LOCAL_REDIS_MAXMEMORY_BYTES
     process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    def client(self, **options) -> redis.Redis:
+        return redis.Redis.from_url(self.url, password=self.password or None, **options)
+
     def start(self, timeout: float = 20.0) -> RedisServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         command = [
             redis_server_binary(),
+            str(self._write_config()),
             "--port",
             str(self.port),
             "--bind",
@@ -99,9 +125,12 @@ class RedisServer:
             "--appendonly",
             "yes",
             "--appendfsync",
-            "everysec",
+            self.appendfsync,
             "--save",
             "",
+            # A job store must refuse writes when full, never evict a job.
+            "--maxmemory",
+            str(self.maxmemory_bytes),
             "--maxmemory-policy",
             "noeviction",
         ]
@@ -109,8 +138,14 @@ class RedisServer:
         self._wait_ready(timeout)
         return self
 
+    def _write_config(self) -> Path:
+        path = self.data_dir / "redis.conf"
+        text = f"requirepass {self.password}\n" if self.password else ""
+        write_private(path, text)
+        return path
+
     def _wait_ready(self, timeout: float) -> None:
-        client = redis.Redis.from_url(self.url, socket_timeout=1)
+        client = self.client(socket_timeout=1)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -145,6 +180,9 @@ class RayHead:
     gcs_port: int
     dashboard_port: int
     num_cpus: int
+    # Ray's token auth (RAY_AUTH_MODE=token, as on the cluster): its gRPC servers bind every
+    # interface whatever --node-ip-address says, so the token is what keeps them local.
+    auth_token: str = field(default="", repr=False)
     process: subprocess.Popen | None = None
     temp_dir: Path | None = None
 
@@ -179,10 +217,18 @@ class RayHead:
             "--disable-usage-stats",
         ]
         self.process = spawn_in_own_session(
-            command, self.log_dir / "ray-head.log", {**os.environ, **env}
+            command, self.log_dir / "ray-head.log", {**os.environ, **env, **self.auth_env()}
         )
         self._wait_dashboard(timeout)
         return self
+
+    def auth_env(self) -> dict[str, str]:
+        if not self.auth_token:
+            return {}
+        return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.auth_token}
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.auth_token}"} if self.auth_token else {}
 
     def _wait_dashboard(self, timeout: float) -> None:
         import httpx
@@ -192,7 +238,9 @@ class RayHead:
             if self.process.poll() is not None:
                 raise RuntimeError(f"ray start exited; see {self.log_dir / 'ray-head.log'}")
             try:
-                response = httpx.get(f"{self.dashboard_url}/api/version", timeout=1)
+                response = httpx.get(
+                    f"{self.dashboard_url}/api/version", headers=self.auth_headers(), timeout=1
+                )
                 if response.status_code == 200:
                     return
             except httpx.HTTPError:

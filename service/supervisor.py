@@ -28,9 +28,9 @@ ALIVE_STATES = ("PENDING", "RUNNING")
 class RayJobs:
     """The few calls of the Ray Jobs API the supervisor needs."""
 
-    def __init__(self, dashboard_url: str, timeout: float = 10.0):
+    def __init__(self, dashboard_url: str, timeout: float = 10.0, token: str | None = None):
         headers = {}
-        token = os.environ.get("RAY_AUTH_TOKEN")
+        token = token or os.environ.get("RAY_AUTH_TOKEN")
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self.http = httpx.Client(
@@ -52,11 +52,16 @@ class RayJobs:
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, entrypoint: str = POOL_ENTRYPOINT):
+    def __init__(
+        self,
+        settings: Settings,
+        entrypoint: str = POOL_ENTRYPOINT,
+        ray_auth_token: str | None = None,
+    ):
         self.settings = settings
         self.entrypoint = entrypoint
         self.store = JobStore(connect(settings), settings.lease_seconds, settings.max_attempts)
-        self.jobs = RayJobs(settings.ray_dashboard_url)
+        self.jobs = RayJobs(settings.ray_dashboard_url, token=ray_auth_token)
         self.restarts = 0
         self.last_tick = self.last_success = time.monotonic()
         self.last_error = "not started"

@@ -40,6 +40,7 @@ class LiveOptions:
     dashboard_url: str | None = None
     redis_url: str | None = None
     redis_password: str | None = None
+    ray_auth_token: str | None = None
     api_url: str | None = None
     output_dir: str | None = None
     kubernetes: bool = False
@@ -73,6 +74,8 @@ def options_from_local(path: str, timeout: float) -> LiveOptions:
         ray_address=data.get("ray_address"),
         dashboard_url=data.get("dashboard_url"),
         redis_url=data.get("redis_url"),
+        redis_password=data.get("redis_password"),
+        ray_auth_token=data.get("ray_auth_token"),
         api_url=data.get("api_url"),
         output_dir=data.get("output_dir"),
         timeout=timeout,
@@ -138,7 +141,9 @@ def _tasks(options: LiveOptions, deadline: Deadline):
         )
         targets["kubernetes"] = options.context or options.kubeconfig or "kubeconfig"
     if options.ray_address:
-        tasks["ray"] = lambda: read_ray(options.ray_address, options.dashboard_url, deadline)
+        tasks["ray"] = lambda: read_ray(
+            options.ray_address, options.dashboard_url, deadline, options.ray_auth_token
+        )
         targets["ray"] = options.dashboard_url or options.ray_address
     if options.redis_url:
         tasks["redis"] = lambda: read_redis(options.redis_url, password, deadline)

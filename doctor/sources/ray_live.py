@@ -52,7 +52,9 @@ def client_versions() -> dict:
     return {"ray": ray_version, "python": ".".join(platform.python_version_tuple()[:2])}
 
 
-def read_ray(ray_address: str, dashboard_url: str | None, deadline: Deadline) -> tuple[dict, list]:
+def read_ray(
+    ray_address: str, dashboard_url: str | None, deadline: Deadline, token: str | None = None
+) -> tuple[dict, list]:
     gcs, dashboard = addresses(ray_address, dashboard_url)
     probes: list[Probe] = []
     state: dict = {"address": ray_address, "dashboard_url": dashboard, "client": client_versions()}
@@ -63,8 +65,9 @@ def read_ray(ray_address: str, dashboard_url: str | None, deadline: Deadline) ->
             probes.append(probe)
             state["gcs_reachable"] = probe.ok
     headers = {}
-    if os.environ.get("RAY_AUTH_TOKEN"):
-        headers["Authorization"] = f"Bearer {os.environ['RAY_AUTH_TOKEN']}"
+    token = token or os.environ.get("RAY_AUTH_TOKEN")
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     with httpx.Client(base_url=dashboard, headers=headers, timeout=deadline.timeout()) as http:
 
         def get(path: str):

@@ -5,32 +5,118 @@ only the two characters the report itself shows, so findings (and fingerprints) 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 from pathlib import Path
 
+from doctor.checks.secrets import judge
 from doctor.inventory import Inventory
-from doctor.redaction import mask, redact_text
+from doctor.redaction import SECRET_ENV_NAME, mask, redact_argv, redact_text
 from doctor.sources.files import InputError
 
 OBJECTS_FILE = "objects.json"
-SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|CREDENTIAL|PRIVATE_?KEY", re.I)
+# A key whose last word says its value is a secret (db.password, token), not one that names a
+# secret or a key elsewhere (secretName, key, secretKeyRef).
+SECRET_KEY = re.compile(
+    r"(?:^|[_.-])(PASSWORD|PASSWD|PASS|SECRET|TOKEN|API_?KEY|SECRET_?KEY|PRIVATE_?KEY|"
+    r"CREDENTIALS?|AUTH|REQUIREPASS|MASTERAUTH)$"
+)
+REDACTED = "<redacted>"
+# Secret values shorter than these are not searched for: a 3-character value equals too many
+# ordinary strings (ports, flags), and masking those would change the findings.
+EQUAL_LENGTH = 6
+CONTAINED_LENGTH = 8
 
 
-def redact(value, key: str = ""):
-    """A deep copy of a JSON value with secrets masked."""
-    if isinstance(value, dict):
-        # a container env item: its name says whether the value is a secret
-        if isinstance(value.get("value"), str) and SECRET_NAME.search(str(value.get("name", ""))):
-            return {**value, "value": mask(value["value"])}
-        return {k: redact(v, str(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v, key) for v in value]
-    if isinstance(value, str):
-        if key and SECRET_NAME.search(key) and value not in ("", "<redacted>", "<set>"):
-            return mask(value)
-        return redact_text(value)
-    return value
+def shown(value: str) -> bool:
+    """A value the report itself prints: a placeholder, a reference, a path, a flag word."""
+    return judge(value, by_name=False) != "secret"
+
+
+class Redactor:
+    """Masks a live read's documents: by where a value sits (env names, secret-named keys,
+    argv after a secret flag), by what it holds (URLs, `password=`, redis.conf directives) and
+    by equality with a value of a Secret in the same read."""
+
+    def __init__(self, secret_values: set[str]):
+        self.secret_values = sorted(secret_values, key=len, reverse=True)
+
+    def redact(self, value, key: str = ""):
+        """A deep copy of a JSON value with secrets masked."""
+        if isinstance(value, dict):
+            return self._mapping(value)
+        if isinstance(value, list):
+            if key in ("command", "args") and all(isinstance(v, str) for v in value):
+                return [self._known(v) for v in redact_argv(value, shown)]
+            return [self.redact(v, key) for v in value]
+        if isinstance(value, str):
+            if key and _secret_key(key) and not shown(value) and value != REDACTED:
+                return mask(value)
+            return self._known(redact_text(value, shown))
+        return value
+
+    def _mapping(self, value: dict) -> dict:
+        if value.get("kind") == "Secret":
+            value = _without_values(value)
+        if value.get("kind") == "ConfigMap":
+            value = {**value, "data": _env_values_masked(value.get("data") or {})}
+        name = str(value.get("name", ""))
+        if isinstance(value.get("value"), str) and SECRET_ENV_NAME.search(name):
+            # a container env item: its name says the value is a secret (REDISCLI_AUTH)
+            item = value["value"]
+            return {**value, "value": item if shown(item) else mask(item)}
+        return {k: self.redact(v, str(k)) for k, v in value.items()}
+
+    def _known(self, text: str) -> str:
+        """Mask where a Secret's value is the whole string or, for a long one, part of it."""
+        for secret in self.secret_values:
+            if text == secret or (len(secret) >= CONTAINED_LENGTH and secret in text):
+                text = text.replace(secret, mask(secret))
+        return text
+
+
+def _secret_key(key: str) -> bool:
+    return bool(SECRET_KEY.search(re.sub(r"[^A-Z0-9]", "_", key.upper())))
+
+
+def _env_values_masked(data: dict) -> dict:
+    """A ConfigMap's one-line values under env-like secret names (envFrom makes them env)."""
+    return {
+        key: mask(v)
+        if isinstance(v, str)
+        and "\n" not in v.strip()
+        and SECRET_ENV_NAME.search(str(key))
+        and not shown(v)
+        and "://" not in v
+        else v
+        for key, v in data.items()
+    }
+
+
+def _without_values(secret: dict) -> dict:
+    """A Secret as the live read keeps it: key names, no values."""
+    kept = {k: v for k, v in secret.items() if k != "stringData"}
+    kept["data"] = {key: REDACTED for key in secret.get("data") or {}}
+    return kept
+
+
+def secret_values(inventory: Inventory) -> set[str]:
+    """The values of the read's Secrets (data decoded, stringData), long enough to search."""
+    values = set()
+    for secret in inventory.objects.get("Secret", []):
+        for encoded in (secret.get("data") or {}).values():
+            values.add(_decoded(str(encoded)))
+        values.update(str(v) for v in (secret.get("stringData") or {}).values())
+    return {v for v in values if len(v) >= EQUAL_LENGTH and v != REDACTED}
+
+
+def _decoded(encoded: str) -> str:
+    try:
+        return base64.b64decode(encoded, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return encoded
 
 
 def write_snapshot(inventory: Inventory, out: str) -> list[Path]:
@@ -51,10 +137,11 @@ def write_snapshot(inventory: Inventory, out: str) -> list[Path]:
     for file, key in STATE_FILES.items():
         if key in inventory.state:
             documents[file] = inventory.state[key]
+    redactor = Redactor(secret_values(inventory))
     for name, document in documents.items():
         path = folder / name
         try:
-            path.write_text(json.dumps(redact(document), indent=1, sort_keys=True) + "\n")
+            path.write_text(json.dumps(redactor.redact(document), indent=1, sort_keys=True) + "\n")
         except OSError as error:
             raise InputError(f"{path}: cannot write: {error}") from None
         written.append(path)

@@ -12,7 +12,7 @@ from infra.config import StackConfig
 START = (
     'printf "requirepass %s\\n" "$REDISCLI_AUTH" > /run/redis/redis.conf && '
     "exec redis-server /run/redis/redis.conf --port {port} --dir /data "
-    "--appendonly yes --appendfsync everysec"
+    "--appendonly yes --appendfsync {appendfsync}"
 )
 PING = ["sh", "-c", "redis-cli -p {port} ping | grep -q PONG"]
 
@@ -32,7 +32,11 @@ class Redis(pulumi.ComponentResource):
         container = {
             "name": "redis",
             "image": config.redis_image,
-            "command": ["sh", "-c", START.format(port=port)],
+            "command": [
+                "sh",
+                "-c",
+                START.format(port=port, appendfsync=config.redis_appendfsync),
+            ],
             # redis-cli reads REDISCLI_AUTH, so the probes authenticate without argv.
             "env": [podspec.redis_password_env("REDISCLI_AUTH")],
             "ports": [{"name": "redis", "containerPort": port}],

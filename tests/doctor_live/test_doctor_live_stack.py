@@ -11,7 +11,6 @@ import signal
 
 import httpx
 import pytest
-import redis
 
 from doctor.cli import main
 from service.polling import wait_until
@@ -33,7 +32,8 @@ def http(stack):
 
 @pytest.fixture(scope="module")
 def dashboard(stack):
-    with httpx.Client(base_url=stack.ray.dashboard_url, timeout=30) as client:
+    headers = stack.ray.auth_headers()
+    with httpx.Client(base_url=stack.ray.dashboard_url, headers=headers, timeout=30) as client:
         yield client
 
 
@@ -138,7 +138,7 @@ def test_the_pool_driver_killed(stack, dashboard, capsys):
     stack.supervisor.stop()  # otherwise it resubmits the pool within seconds
     supervisor_thread = next(t for t in stack._threads if t.name == "supervisor")
     supervisor_thread.join(timeout=10)
-    client = redis.Redis.from_url(stack.settings.redis_url)
+    client = stack.redis.client()
     submission = client.get(POOL_SUBMISSION).decode()
     driver = dashboard.get(f"/api/jobs/{submission}").json()["driver_info"]
     os.kill(int(driver["pid"]), signal.SIGKILL)  # only the pool driver's own process

@@ -70,6 +70,7 @@ def api_server(api_install, worker_stack, tmp_path_factory):
     command = [str(api_install.bin("mochi")), "api", "--host", "127.0.0.1", "--port", str(port)]
     env = clean_env(
         MOCHI_REDIS_URL=worker_stack["redis_url"],
+        MOCHI_REDIS_PASSWORD=worker_stack["redis_password"],
         MOCHI_OUTPUT_DIR=worker_stack["output_dir"],
     )
     process = spawn_in_own_session(command, log, env)

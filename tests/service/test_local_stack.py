@@ -40,7 +40,9 @@ def test_address_file_names_every_component(stack):
         "api_url",
         "api_key",
         "redis_url",
+        "redis_password",
         "ray_address",
+        "ray_auth_token",
         "dashboard_url",
         "output_dir",
     }
