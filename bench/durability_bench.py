@@ -1,4 +1,4 @@
-"""Durability cost of issue 13: POST /v1/jobs through the real API into a real Redis with
+"""The cost of durability: POST /v1/jobs through the real API into a real Redis with
 `appendfsync everysec` and with `appendfsync always`, alternating rounds in one run.
 
 Run: .venv/bin/python bench/durability_bench.py --requests 2000 --concurrency 16

@@ -26,6 +26,7 @@ from doctor.kuberay import (
     kuberay_pod_labels,
 )
 from doctor.objects import labels_match, name_of, namespace_of, resource_id
+from doctor.redaction import KnownSecrets, secret_values
 
 IGNORE_ANNOTATION = "doctor.mochi.dev/ignore"
 WORKLOAD_KINDS = (
@@ -250,6 +251,12 @@ class Inventory:
     # -- reading -----------------------------------------------------------------------------
     def of(self, kind: str) -> list[dict]:
         return self.objects.get(kind, [])
+
+    @cached_property
+    def known_secrets(self) -> KnownSecrets:
+        """The values of the input's Secrets (manifests hold them; a live read keeps none), to
+        mask wherever a finding or a snapshot would print them."""
+        return KnownSecrets(secret_values(self.of("Secret")))
 
     @cached_property
     def _by_key(self) -> dict[tuple[str, str, str], dict]:

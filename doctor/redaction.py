@@ -5,9 +5,18 @@ their length. Masking is idempotent: a masked text masked again is the same text
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
+from doctor.secret_judge import judge
+
+REDACTED = "<redacted>"
+# Secret values shorter than these are not searched for: a 3-character value equals too many
+# ordinary strings (ports, flags), and masking those would change the findings.
+EQUAL_LENGTH = 6
+CONTAINED_LENGTH = 8
 # A word that, ending a name, says the name holds a secret (flags, keys of `key=value`).
 SECRET_WORD = (
     r"(?:requirepass|masterauth|pass(?:word|wd)?|auth|token|secret|credentials?"
@@ -32,6 +41,8 @@ CONFIG_DIRECTIVE = re.compile(
 ACL_PASSWORD = re.compile(r"(?P<head>^[ \t]*user[ \t][^\n]*?[ \t]>)(?P<password>\S+)", re.M)
 BEARER = re.compile(r"(?P<head>Bearer\s+)(?P<password>[A-Za-z0-9._~+/=-]+)")
 SERVICE_KEY = re.compile(r"(?P<head>)(?P<password>mk_[A-Za-z0-9_-]{16,})")
+# Every pattern needs one of these: text without any (ids, states, names) is left as it is.
+MAY_HOLD_SECRET = re.compile(r"[:=\s>]|--|mk_")
 PATTERNS = (
     URL_PASSWORD,
     INLINE_SECRET,
@@ -52,6 +63,8 @@ def mask(value: str) -> str:
 def redact_text(text: str, shown: Callable[[str], bool] = lambda value: False) -> str:
     """Mask every secret the patterns find; `shown(value)` keeps a value that is no secret
     (a placeholder the report prints anyway)."""
+    if not MAY_HOLD_SECRET.search(text):
+        return text
     for pattern in PATTERNS:
         text = pattern.sub(lambda m: m.group("head") + _masked(m.group("password"), shown), text)
     return text
@@ -77,3 +90,49 @@ def _flag(words: list[str], i: int) -> bool:
 
 def _masked(value: str, shown: Callable[[str], bool]) -> str:
     return value if shown(value) else mask(value)
+
+
+def shown(value: str) -> bool:
+    """A value the report itself prints: a placeholder, a reference, a path, a flag word."""
+    return judge(value, by_name=False) != "secret"
+
+
+class KnownSecrets:
+    """The values of a read's Secrets, masked wherever they are the whole text or, for a long
+    one, part of it. It holds them in memory only, for as long as the read or the report needs
+    them; its repr counts them and never shows one."""
+
+    def __init__(self, values: Iterable[str] = ()):
+        kept = {v for v in values if len(v) >= EQUAL_LENGTH and v != REDACTED}
+        self._values = sorted(kept, key=len, reverse=True)
+
+    def __repr__(self) -> str:
+        return f"KnownSecrets({len(self._values)} values)"
+
+    def mask_in(self, text: str) -> str:
+        for secret in self._values:
+            if text == secret or (len(secret) >= CONTAINED_LENGTH and secret in text):
+                text = text.replace(secret, mask(secret))
+        return text
+
+
+def secret_values(secrets: Iterable[dict]) -> set[str]:
+    """The values Secret objects hold: `data` decoded, and `stringData`."""
+    values = set()
+    for secret in secrets:
+        for encoded in (secret.get("data") or {}).values():
+            values.add(_decoded(str(encoded)))
+        values.update(str(v) for v in (secret.get("stringData") or {}).values())
+    return values
+
+
+def _decoded(encoded: str) -> str:
+    try:
+        return base64.b64decode(encoded, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return encoded
+
+
+def redact_report_text(text: str, known: KnownSecrets) -> str:
+    """What a finding may print: the patterns' secrets and the known values masked."""
+    return known.mask_in(redact_text(text, shown))

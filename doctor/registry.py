@@ -1,5 +1,7 @@
 """One registry of checks. A check is a function of the inventory that yields Hits; the
-registry turns each Hit into a Finding with the check's code, category and runbook."""
+registry turns each Hit into a Finding with the check's code, category and runbook, its text
+redacted: whatever a check quotes (argv, env, config text, logs), no report format prints a
+password, token or a value of one of the input's Secrets."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from dataclasses import dataclass
 
 from doctor.finding import CATEGORIES, SEVERITIES, Finding
 from doctor.inventory import Inventory
+from doctor.redaction import redact_report_text
 
 
 @dataclass(frozen=True)
@@ -33,15 +36,20 @@ class Check:
         return f"runbooks/{self.code}.md"
 
     def findings(self, inventory: Inventory) -> list[Finding]:
+        known = inventory.known_secrets
+
+        def redacted(text: str) -> str:
+            return redact_report_text(text, known)
+
         return [
             Finding(
                 code=self.code,
                 severity=hit.severity or self.severity,
                 category=self.category,
                 resource=hit.resource,
-                message=hit.message,
-                evidence=hit.evidence,
-                fix=hit.fix or self.fix,
+                message=redacted(hit.message),
+                evidence=redacted(hit.evidence),
+                fix=redacted(hit.fix or self.fix),
                 runbook=self.runbook,
             )
             for hit in self.run(inventory)

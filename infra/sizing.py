@@ -12,6 +12,14 @@ from service import quantities
 SUPERVISOR_RESOURCES = ("250m", "512Mi")
 WAIT_FOR_GCS_RESOURCES = ("100m", "256Mi")
 PREFILL_RESOURCES = ("1", "4Gi")
+# Redis's maxmemory as a share of its container limit. maxmemory bounds used_memory, but the
+# container's memory is more than that: allocator fragmentation, client buffers and, during an
+# AOF rewrite, the parent's rewrite buffer plus the forked child's copy-on-write pages. The fifth
+# left over keeps those under the limit, so Redis refuses writes (noeviction) before the kernel
+# OOM-kills it (and a Redis killed that way may not restart: loading the AOF needs the memory).
+REDIS_MAXMEMORY_SHARE = 0.8
+# Below this, maxmemory holds too few jobs for the service to be of use.
+REDIS_MIN_MAXMEMORY_MIB = 64
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,11 @@ def api(config: StackConfig) -> Resources:
 
 def redis(config: StackConfig) -> Resources:
     return Resources(config.redis_cpu, config.redis_memory)
+
+
+def redis_maxmemory_mib(config: StackConfig) -> int:
+    """Redis's `maxmemory`, in MiB (Redis's `mb` unit is 2**20 bytes)."""
+    return int(gib(config.redis_memory) * 1024 * REDIS_MAXMEMORY_SHARE)
 
 
 def ray_head(config: StackConfig) -> Resources:

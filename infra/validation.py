@@ -22,6 +22,7 @@ from infra.config import (
     is_pinned_image,
     is_placeholder_host,
 )
+from service.config import STALL_FLOOR_SECONDS
 from service.memory_model import (
     HOST_PROCESS_OVERHEAD_GIB,
     plan_generation,
@@ -34,6 +35,16 @@ MAX_FRAMES = 163
 MAX_HEIGHT = 848
 MAX_WIDTH = 848
 MAX_GUIDANCE = 20.0
+
+# A result deleted sooner could be gone before its client fetches it; an orphan grace shorter
+# than this could sweep a file a slow worker is still writing.
+MIN_RESULT_TTL_SECONDS = 60
+MIN_ORPHAN_GRACE_SECONDS = 60
+# Watchdog settings and what their 0 means.
+WATCHDOG_OFF = {
+    "job_timeout_seconds": "no deadline",
+    "stall_timeout_seconds": "derived from the memory model",
+}
 
 MEMORY_FIELDS = (
     "api_memory",
@@ -72,7 +83,9 @@ def validate(config: StackConfig) -> list[ConfigProblem]:
     parsed = _check_quantities(config, problem)
     _check_counts(config, problem)
     _check_gpus(config, problem)
+    _check_lifetimes(config, problem)
     if parsed:
+        _check_redis_memory(config, problem)
         _check_worker_memory(config, problem)
         _check_quota(config, problem)
     return problems
@@ -191,6 +204,40 @@ def _check_gpus(config, problem) -> None:
             "gpu_memory_gib",
             f"the largest job the API admits ({MAX_FRAMES} frames at {MAX_HEIGHT}x{MAX_WIDTH}) "
             f"does not fit one GPU: {plan.describe()}",
+        )
+
+
+def _check_lifetimes(config, problem) -> None:
+    floor = int(STALL_FLOOR_SECONDS)
+    if config.result_ttl_seconds < MIN_RESULT_TTL_SECONDS:
+        problem(
+            "result_ttl_seconds",
+            f"must be at least {MIN_RESULT_TTL_SECONDS}: a client needs time to fetch its video",
+        )
+    if config.orphan_grace_seconds < MIN_ORPHAN_GRACE_SECONDS:
+        problem(
+            "orphan_grace_seconds",
+            f"must be at least {MIN_ORPHAN_GRACE_SECONDS}: a file being written may look orphaned",
+        )
+    for field_name, off in WATCHDOG_OFF.items():
+        value = getattr(config, field_name)
+        if value != 0 and value < floor:
+            problem(field_name, f"must be 0 ({off}) or at least {floor} seconds")
+    if not 0 < config.redis_high_water <= 1:
+        problem(
+            "redis_high_water",
+            "must be a share of maxmemory above 0 and at most 1 (0.9: refuse new submissions "
+            "once Redis holds 90% of maxmemory)",
+        )
+
+
+def _check_redis_memory(config, problem) -> None:
+    maxmemory = sizing.redis_maxmemory_mib(config)
+    if maxmemory < sizing.REDIS_MIN_MAXMEMORY_MIB:
+        problem(
+            "redis_memory",
+            f"leaves Redis a maxmemory of {maxmemory} MiB ({sizing.REDIS_MAXMEMORY_SHARE:.0%} of "
+            f"the limit), below the {sizing.REDIS_MIN_MAXMEMORY_MIB} MiB the job store needs",
         )
 
 

@@ -1,4 +1,7 @@
-"""The HTTP API: validate, authenticate, admit with the memory model, enqueue. No Ray here."""
+"""The HTTP API: authenticate, validate, admit with the memory model, enqueue. No Ray here.
+
+An unknown key is answered 401 before anything about the request body is said; a client address
+with too many 401s is answered 429 before its key is looked up (service/auth_failures.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import contextlib
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import redis
 from fastapi import Depends, FastAPI, Header, Query, Request
@@ -19,14 +22,18 @@ from prometheus_client import (
     Gauge,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service import __version__, auth, memory_model
+from service.auth_failures import FailedAuthLimiter
 from service.body_limit import BodySizeLimit
 from service.config import Settings
 from service.jobstore import (
+    PREFIX,
     SUBMIT_LUA,
+    IdempotencyConflict,
     JobStore,
     QueueFull,
     RateLimited,
@@ -35,14 +42,21 @@ from service.jobstore import (
     connect,
     connect_async,
     is_valid_job_id,
+    params_hash,
 )
 from service.params import GenerationParams
+from service.readiness import READY_TIMEOUT_SECONDS, readiness
+from service.redis_memory import RETRY_AFTER_SECONDS as MEMORY_RETRY_AFTER_SECONDS
+from service.redis_memory import MemoryGuard
 from service.web import mount_web
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_IDEMPOTENCY_KEY_CHARS = 200
 MAX_PAGE = 100
 REDIS_RETRY_AFTER_SECONDS = "2"
+SWEPT = f"{PREFIX}:swept"
+ParsedBody = TypeVar("ParsedBody", bound=BaseModel)
+SWEPT_KINDS = ("jobs", "videos", "partials", "attempts")
 
 
 class ErrorField(BaseModel):
@@ -61,13 +75,24 @@ class ErrorBody(BaseModel):
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
 _ERRORS = {
     400: ("Body is not parseable JSON (invalid UTF-8, nested too deep)", None),
-    401: ("Missing or unknown API key", None),
-    404: ("No such job for this account (another account's job is not found either)", None),
+    401: ("Missing or unknown API key (answered before the body is judged)", None),
+    404: (
+        "No such job for this account: it never existed, belongs to another account, or "
+        "finished longer ago than the retention (MOCHI_RESULT_TTL_SECONDS)",
+        None,
+    ),
     409: ("The job is not in a state that allows this", None),
     413: ("Request body over the size limit", None),
-    422: ("Invalid input; `fields` names each problem", None),
-    429: ("Rate limit or queued-job cap reached", _RETRY_AFTER),
-    503: ("Job store (Redis) unavailable", _RETRY_AFTER),
+    422: (
+        "Invalid input (`fields` names each problem), or an Idempotency-Key reused with "
+        "another body",
+        None,
+    ),
+    429: (
+        "Rate limit, queued-job cap, or too many failed authentications from this address",
+        _RETRY_AFTER,
+    ),
+    503: ("Job store (Redis) unavailable, or its memory at the high-water mark", _RETRY_AFTER),
 }
 
 
@@ -115,9 +140,39 @@ class Metrics:
         )
         queue = Gauge("mochi_queue_length", "Jobs waiting in the queue", registry=self.registry)
         queue.set_function(store.queue_length)
+        self.registry.register(SweptCollector(store.redis))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class SweptCollector:
+    """`mochi_swept_total{kind=...}`: what the sweeper deleted, from its counters in Redis
+    (shared by every API replica and the sweeper, so they survive restarts)."""
+
+    def __init__(self, client: redis.Redis):
+        self.client = client
+
+    def describe(self):
+        return []  # not read at registration: Redis may be down then
+
+    def collect(self):
+        counts = {name.decode(): int(value) for name, value in self.client.hgetall(SWEPT).items()}
+        family = CounterMetricFamily(
+            "mochi_swept", "Expired jobs and orphaned files deleted, by kind", labels=["kind"]
+        )
+        for kind in sorted({*SWEPT_KINDS, *counts}):
+            family.add_metric([kind], counts.get(kind, 0))
+        yield family
+
+
+def human_duration(seconds: float) -> str:
+    """7 days, 1 hour, 90 minutes, 45 seconds: the largest unit that says it exactly."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = int(seconds // size)
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds:g} second{'s' if seconds != 1 else ''}"
 
 
 def iso(timestamp: float | None) -> str | None:
@@ -169,26 +224,45 @@ def admit(settings: Settings, params: GenerationParams) -> None:
 
 def create_app(settings: Settings, client: redis.Redis | None = None) -> FastAPI:
     client = client or connect(settings, socket_timeout=5.0)
-    store = JobStore(client, settings.lease_seconds, settings.max_attempts)
+    store = JobStore.from_settings(client, settings)
     metrics = Metrics(store)
     output_dir = Path(settings.output_dir).resolve()
+    failures = FailedAuthLimiter(settings.auth_failures_per_minute)
+    kept_for = human_duration(settings.result_ttl_seconds)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        if settings.bootstrap_api_keys:
-            with contextlib.suppress(redis.RedisError):
-                # Redis down: /readyz says so, and the keys are added at the next start.
-                auth.add_bootstrap_keys(client, settings.bootstrap_api_keys)
+        with contextlib.suppress(redis.RedisError):
+            # Redis down: /readyz says so, and the keys are reconciled at the next start.
+            auth.reconcile_bootstrap_keys(client, settings.bootstrap_api_keys)
         # The hot path: async, and authentication, rate limit and enqueue in one round trip.
-        # Its client lives on the server's event loop, so it is made here.
+        # Its clients live on the server's event loop, so they are made here.
         async_client = connect_async(settings)
+        # /readyz's own client: a Redis stall answers 503 in about a second, whatever the
+        # submissions in flight on the other client wait for.
+        ready_client = connect_async(settings, socket_timeout=READY_TIMEOUT_SECONDS)
+        app.state.async_redis = async_client
+        app.state.ready_redis = ready_client
         app.state.submit_script = async_client.register_script(SUBMIT_LUA)
+        app.state.memory = MemoryGuard(async_client, settings.redis_high_water)
         yield
         await async_client.aclose()
+        await ready_client.aclose()
 
-    app = FastAPI(title="Mochi video generation", version=__version__, lifespan=lifespan)
+    # Swagger UI and ReDoc load their assets from a CDN into the origin that holds the key:
+    # off unless asked for. The OpenAPI document itself is always served.
+    docs = "/docs" if settings.docs_enabled else None
+    redoc = "/redoc" if settings.docs_enabled else None
+    app = FastAPI(
+        title="Mochi video generation",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=docs,
+        redoc_url=redoc,
+    )
     app.state.store, app.state.settings = store, settings
     app.state.redis = client
+    app.state.failures = failures
 
     _install_error_handlers(app, metrics)
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
@@ -196,28 +270,52 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> FastAPI
     def owned_job(job_id: str, account: str) -> dict[str, Any]:
         job = store.get(job_id) if is_valid_job_id(job_id) else None
         if job is None or job["account"] != account:
-            raise ApiError(404, f"job {job_id[:64]!r} not found")
+            raise ApiError(
+                404,
+                f"no job {job_id[:64]!r}: it never existed or expired "
+                f"(finished jobs are kept {kept_for})",
+            )
         return job
 
-    def submission(mode: str, who: str, params: GenerationParams, idempotency_key: str | None):
+    async def submission(request: Request, params: GenerationParams, key: str) -> Submission:
+        """The submit script's call for valid parameters, once Redis has room for it."""
+        idempotency_key = request.headers.get("idempotency-key")
         if idempotency_key is not None:
             _check_idempotency_key(idempotency_key)
         admit(settings, params)
+        refusal = await request.app.state.memory.refusal()
+        if refusal is not None:
+            raise ApiError(503, refusal, {"Retry-After": str(MEMORY_RETRY_AFTER_SECONDS)})
+        values = params.model_dump()
         return Submission(
-            mode,
-            who,
-            params.model_dump(),
+            "key",
+            auth.digest(key),
+            values,
             settings.max_attempts,
             settings.max_queued_per_account,
             idempotency_key,
             settings.rate_limit_per_minute,
+            body_hash=params_hash(values) if idempotency_key else "",
         )
 
-    def accepted(outcome: tuple[dict[str, Any], bool]) -> dict[str, Any]:
-        job, created = outcome
+    async def submitted(request: Request, job: Submission) -> dict[str, Any]:
+        submit_script = request.app.state.submit_script
+        with _submission_errors(settings, request):
+            job_record, created = job.outcome(await submit_script(job.keys(), job.args()))
         if created:
             metrics.submitted.inc()
-        return public_job(job)
+        return public_job(job_record)
+
+    @contextlib.asynccontextmanager
+    async def key_checked_first(request: Request, key: str):
+        """Refusals made before the submit script (which authenticates) are told only to a
+        known key: an unknown one hears 401, never what was wrong with its body. The extra
+        lookup is spent on refused requests only, so the accepted path stays one round trip."""
+        try:
+            yield
+        except (ApiError, RequestValidationError):
+            await known_account(request, key)
+            raise
 
     # The hot path reads its headers and body itself: FastAPI's dependency and body machinery
     # cost as much as the rest of the request. The OpenAPI document still describes both.
@@ -225,32 +323,31 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> FastAPI
         "/v1/jobs",
         status_code=202,
         responses=error_responses(*_SUBMIT),
-        openapi_extra=_SUBMIT_OPENAPI,
+        openapi_extra=_submit_openapi(GenerationParams),
     )
     async def create_job(request: Request) -> JSONResponse:
-        key = await api_key(request.headers.get("authorization"))
-        params = _parse_params(await request.body())
-        job = submission("key", auth.digest(key), params, request.headers.get("idempotency-key"))
-        submit_script = app.state.submit_script
-        with _submission_errors(settings):
-            outcome = job.outcome(await submit_script(job.keys(), job.args()))
-        return JSONResponse(accepted(outcome), status_code=202)
+        key = await api_key(request, request.headers.get("authorization"))
+        async with key_checked_first(request, key):
+            params = _parse_body(GenerationParams, await request.body())
+            job = await submission(request, params, key)
+        return JSONResponse(await submitted(request, job), status_code=202)
 
-    @app.post("/generate", status_code=202, responses=error_responses(*_SUBMIT))
-    def legacy_generate(
-        body: LegacyGenerateRequest,
-        account: Account,
-        key: ApiKey,
-        idempotency_key: Annotated[str | None, Header()] = None,
-    ) -> dict[str, Any]:
+    @app.post(
+        "/generate",
+        status_code=202,
+        responses=error_responses(*_SUBMIT),
+        openapi_extra=_submit_openapi(LegacyGenerateRequest),
+    )
+    async def legacy_generate(request: Request) -> dict[str, Any]:
+        key = await api_key(request, request.headers.get("authorization"))
+        account = await known_account(request, key)
+        body = _parse_body(LegacyGenerateRequest, await request.body())
         if body.account_id is not None and body.account_id != account:
             raise ApiError(
                 422, f"account_id {body.account_id!r} is not the account of this API key"
             )
         params = GenerationParams(**body.model_dump(exclude={"account_id"}))
-        job = submission("key", auth.digest(key), params, idempotency_key)
-        with _submission_errors(settings):
-            created = accepted(store.submit(job))
+        created = await submitted(request, await submission(request, params, key))
         return {**created, "job_id": created["id"]}
 
     @app.get("/v1/jobs", responses=error_responses(*_JOB))
@@ -274,7 +371,7 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> FastAPI
         if outcome not in ("canceled", "canceling"):
             state = outcome.removeprefix("already-")
             raise ApiError(409, f"job {job_id} is already {state}; nothing to cancel")
-        return public_job(store.get(job_id))
+        return public_job(owned_job(job_id, account))
 
     @app.get(
         "/v1/jobs/{job_id}/video",
@@ -295,28 +392,29 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> FastAPI
             )
         return FileResponse(path, media_type="video/mp4", filename=f"{job_id}.mp4")
 
+    # async, and nothing but memory: liveness must not wait on Redis nor on the thread pool
+    # that Redis-bound requests fill during a Redis stall.
     @app.get("/healthz", responses=error_responses(413))
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get(
         "/readyz",
-        responses={503: {"description": "Not ready: Redis unreachable or no live worker"}},
+        responses={
+            503: {
+                "description": "Not ready: Redis unreachable or slow, no live worker, or no "
+                "live worker progressing"
+            }
+        },
     )
-    def readyz() -> JSONResponse:
-        try:
-            client.ping()
-            workers = store.live_workers(settings.worker_ttl_seconds)
-        except redis.RedisError as error:
-            return _not_ready(f"redis unreachable at {_redis_address(settings)}: {error}")
-        if not workers:
-            return _not_ready(
-                f"no worker has sent a heartbeat in the last {settings.worker_ttl_seconds:g}s"
-            )
-        return JSONResponse({"ready": True, "workers": len(workers)})
+    async def readyz(request: Request) -> JSONResponse:
+        status, body = await readiness(
+            request.app.state.ready_redis, _redis_address(settings), settings.worker_ttl_seconds
+        )
+        return JSONResponse(body, status_code=status)
 
     @app.get("/version", responses=error_responses(413))
-    def version() -> dict[str, str]:
+    async def version() -> dict[str, str]:
         return {"version": __version__, "model": settings.model}
 
     @app.get(
@@ -330,18 +428,37 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> FastAPI
         try:
             body = metrics.render()
         except redis.RedisError:
-            body = b"# redis unreachable: queue length unavailable\n"
+            body = b"# redis unreachable: queue length and sweep counts unavailable\n"
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     mount_web(app)
     return app
 
 
-async def api_key(authorization: Annotated[str | None, Header()] = None) -> str:
+def _client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _unauthenticated(request: Request, message: str) -> ApiError:
+    request.app.state.failures.failed(_client_address(request))
+    return ApiError(401, message, _auth_headers())
+
+
+async def api_key(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
     # async: a sync dependency would cost a thread-pool hop on every request.
+    failures: FailedAuthLimiter = request.app.state.failures
+    address = _client_address(request)
+    retry_after = failures.retry_after(address)
+    if retry_after is not None:
+        raise ApiError(
+            429,
+            f"too many failed authentications from {address} (limit "
+            f"{failures.per_minute} a minute, MOCHI_AUTH_FAILURES_PER_MINUTE)",
+            {"Retry-After": str(retry_after)},
+        )
     token = auth.bearer_token(authorization)
     if token is None:
-        raise ApiError(401, "missing API key: send 'Authorization: Bearer <key>'", _auth_headers())
+        raise _unauthenticated(request, "missing API key: send 'Authorization: Bearer <key>'")
     return token
 
 
@@ -352,7 +469,14 @@ def current_account(request: Request, token: ApiKey) -> str:
     # Reads are not rate limited: only submissions spend GPU time.
     account = auth.account_for(request.app.state.redis, token)
     if account is None:
-        raise ApiError(401, "unknown API key", _auth_headers())
+        raise _unauthenticated(request, "unknown API key")
+    return account
+
+
+async def known_account(request: Request, token: str) -> str:
+    account = await auth.account_for_async(request.app.state.async_redis, token)
+    if account is None:
+        raise _unauthenticated(request, "unknown API key")
     return account
 
 
@@ -365,14 +489,23 @@ def _rate_limited(per_minute: int, seconds_left: int) -> ApiError:
 
 
 @contextlib.contextmanager
-def _submission_errors(settings: Settings):
+def _submission_errors(settings: Settings, request: Request):
     """The submit script's refusals as HTTP answers."""
     try:
         yield
     except UnknownKey:
-        raise ApiError(401, "unknown API key", _auth_headers()) from None
+        raise _unauthenticated(request, "unknown API key") from None
     except RateLimited as limited:
         raise _rate_limited(settings.rate_limit_per_minute, limited.retry_after_seconds) from None
+    except IdempotencyConflict as conflict:
+        raise ApiError(
+            422,
+            f"Idempotency-Key {conflict.idempotency_key!r} was used with a different body "
+            f"(job {conflict.job_id}); send the same body to get that job again, or a new key "
+            "for a new job",
+            field="Idempotency-Key",
+            job_id=conflict.job_id,
+        ) from None
     except QueueFull:
         raise ApiError(
             429,
@@ -406,41 +539,37 @@ def _redis_address(settings: Settings) -> str:
     return settings.redis_url.split("@")[-1]
 
 
-def _not_ready(reason: str) -> JSONResponse:
-    return JSONResponse({"ready": False, "reason": reason}, status_code=503)
-
-
 def _error_response(status: int, message: str, headers=None, **extra) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
 
 
-_SUBMIT_OPENAPI = {
-    "parameters": [
-        {"name": "authorization", "in": "header", "required": False, "schema": {"type": "string"}},
-        {
-            "name": "idempotency-key",
-            "in": "header",
-            "required": False,
-            "schema": {"type": "string"},
-        },
-    ],
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": GenerationParams.model_json_schema(
-                    ref_template="#/components/schemas/{model}"
-                )
+def _submit_openapi(model: type[BaseModel]) -> dict[str, Any]:
+    """What FastAPI would document for a route whose headers and body it parsed itself."""
+    return {
+        "parameters": [
+            {
+                "name": name,
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string"},
             }
+            for name in ("authorization", "idempotency-key")
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": model.model_json_schema(ref_template="#/components/schemas/{model}")
+                }
+            },
         },
-    },
-}
+    }
 
 
-def _parse_params(body: bytes) -> GenerationParams:
+def _parse_body(model: type[ParsedBody], body: bytes) -> ParsedBody:
     """pydantic parses and validates the JSON in one pass; errors read as FastAPI's would."""
     try:
-        return GenerationParams.model_validate_json(body)
+        return model.model_validate_json(body)
     except ValidationError as error:
         raise RequestValidationError(
             [{**problem, "loc": ("body", *problem["loc"])} for problem in error.errors()]

@@ -20,16 +20,35 @@ ACCOUNT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 KEY_PREFIX = "mk_"
 
 
-# A key's account and its submission count in this minute's window, inside the submit script.
+# A key's account and its submission rate, inside the submit script. The rate is a leaky
+# bucket per account (its level drains at per_minute / 60 a second; a submission adds 1 and is
+# refused when the level would pass per_minute), so no window boundary lets a burst of twice
+# the limit through, and each account costs one small hash whatever its rate.
+# Returns the account (nil for an unknown key), the level with this submission (over
+# per_minute: refused, and nothing is counted) and the seconds until one more would fit.
+# per_minute defaults to the submit script's ARGV[3], its rate-per-minute argument.
 AUTHENTICATE_LUA = """
-local function authenticate(keys_hash, digest, rate_prefix)
+local function authenticate(keys_hash, digest, rate_prefix, per_minute)
   local account = redis.call('HGET', keys_hash, digest)
   if not account then return nil end
-  local seconds = tonumber(redis.call('TIME')[1])
-  local key = rate_prefix .. account .. ':' .. math.floor(seconds / 60)
-  local count = redis.call('INCR', key)
-  if count == 1 then redis.call('EXPIRE', key, 120) end
-  return account, count, 60 - seconds % 60
+  local limit = tonumber(per_minute or ARGV[3])
+  if limit <= 0 then return account, 1, 60 end
+  local time = redis.call('TIME')
+  local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
+  local per_second = limit / 60
+  local key = rate_prefix .. account
+  local stored = redis.call('HMGET', key, 'level', 'at')
+  local level = 0
+  if stored[1] then
+    level = math.max(0, tonumber(stored[1]) - (now - tonumber(stored[2])) * per_second)
+  end
+  local count = level + 1
+  if count > limit then
+    return account, limit + 1, math.max(1, math.ceil((count - limit) / per_second))
+  end
+  redis.call('HSET', key, 'level', string.format('%.6f', count), 'at', string.format('%.6f', now))
+  redis.call('EXPIRE', key, 61)
+  return account, math.ceil(count), 0
 end
 """
 RATE_PREFIX = "mochi:rate:"
@@ -42,6 +61,12 @@ class AuthError(ValueError):
 def account_for(client: redis.Redis, key: str) -> str | None:
     """The account owning a key, or None."""
     account = client.hget(API_KEYS, digest(key))
+    return account.decode() if account is not None else None
+
+
+async def account_for_async(client, key: str) -> str | None:
+    """account_for() on an asyncio client."""
+    account = await client.hget(API_KEYS, digest(key))
     return account.decode() if account is not None else None
 
 
@@ -130,13 +155,39 @@ def _stored_keys_by_digest(client: redis.Redis) -> dict[bytes, StoredKey]:
 def add_bootstrap_keys(client: redis.Redis, pairs: str) -> list[str]:
     """`account:key,account:key` from a Secret; returns the accounts added."""
     accounts = []
+    for account, key in parse_bootstrap_keys(pairs):
+        add_key(client, account, key, source="bootstrap")
+        accounts.append(account)
+    return accounts
+
+
+def reconcile_bootstrap_keys(client: redis.Redis, pairs: str) -> list[StoredKey]:
+    """Make the bootstrap keys in Redis exactly the Secret's: add its keys, revoke those an
+    earlier Secret held and this one does not. Keys made with `mochi keys create` (source
+    "created") are never touched. Returns the revoked keys."""
+    wanted = parse_bootstrap_keys(pairs)
+    for account, key in wanted:
+        add_key(client, account, key, source="bootstrap")
+    kept = {digest(key).encode() for _, key in wanted}
+    stored = _stored_keys_by_digest(client)
+    stale = [
+        field for field, key in stored.items() if key.source == "bootstrap" and field not in kept
+    ]
+    if stale:
+        with client.pipeline(transaction=True) as pipe:
+            pipe.hdel(API_KEYS, *stale).hdel(API_KEY_INFO, *stale).execute()
+    return [stored[field] for field in stale]
+
+
+def parse_bootstrap_keys(pairs: str) -> list[tuple[str, str]]:
+    """(account, key) pairs of `account:key,account:key`, all checked before any is stored."""
+    parsed = []
     for pair in filter(None, (item.strip() for item in pairs.split(","))):
         account, separator, key = pair.partition(":")
         if not separator or not key:
             raise AuthError("MOCHI_BOOTSTRAP_API_KEYS entries must be account:key")
-        add_key(client, account, key, source="bootstrap")
-        accounts.append(account)
-    return accounts
+        parsed.append((validate_account(account), key))
+    return parsed
 
 
 def bearer_token(authorization: str | None) -> str | None:

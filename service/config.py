@@ -67,6 +67,12 @@ class Settings:
     redis_high_water: float = 0.9
     # Swagger UI at /docs (it loads its assets from a CDN); the OpenAPI JSON is always served.
     docs_enabled: bool = False
+    # Failed authentications (401) one client address may make per minute, then 429 (0: off).
+    auth_failures_per_minute: int = 60
+    # Tests only (empty in service): a job with exactly this prompt blocks inside its first
+    # denoising step for test_hang_seconds, as a hung native call would, for the watchdog tests.
+    test_hang_prompt: str = ""
+    test_hang_seconds: float = 3600.0
 
     def __post_init__(self) -> None:
         if self.redis_appendfsync not in APPENDFSYNC_MODES:

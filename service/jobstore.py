@@ -4,14 +4,24 @@ queued -> starting -> running -> succeeded | failed | canceled. A worker that cl
 lease (server time, `mochi:leases`) which it renews with heartbeats; every write a worker makes is
 fenced by (worker id, attempt number), so a worker that lost its lease cannot touch the job again.
 The reaper returns expired jobs to the queue, or fails them after their last attempt.
+
+Every script is safe to run twice: the sync client resends a command whose reply timed out, and
+the first send may still have run. Submit carries its job id, claim and cancel a one-time token,
+finish recognises its own result; a repeat answers as the first run did and changes nothing.
+
+A job that ended (succeeded, failed, canceled) lives `result_ttl_seconds` more: its record and
+its idempotency key expire in Redis, and its entry in the account's list is removed through
+`mochi:expiring` by the submit, reap and list calls.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import secrets
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 
@@ -24,7 +34,15 @@ WAKE = f"{PREFIX}:wake"
 QUEUED_PER_ACCOUNT = f"{PREFIX}:queued-per-account"
 WORKERS = f"{PREFIX}:workers"
 WORKERS_SEEN = f"{PREFIX}:workers-seen"
-IDEMPOTENCY_TTL_SECONDS = 24 * 3600
+# Ended jobs by expiry time, members "<job id> <account>": what to remove from account lists.
+EXPIRING = f"{PREFIX}:expiring"
+# A worker's last claim, "<token> <job id>", for a repeat of that claim: one key per worker.
+LAST_CLAIM_PREFIX = f"{PREFIX}:last-claim:"
+LAST_CLAIM_TTL_SECONDS = 3600
+DEFAULT_RESULT_TTL_SECONDS = 7 * 24 * 3600
+PRUNE_BATCH = 500
+# Each submission removes a few expired list entries, of any account: more than it adds.
+SUBMIT_PRUNE_BATCH = 4
 ACTIVE_STATES = ("starting", "running")
 TERMINAL_STATES = ("succeeded", "failed", "canceled")
 JOB_ID_LENGTH = 32
@@ -36,34 +54,80 @@ local function now()
 end
 """
 
+_RETENTION = """
+local function prune(expiring, prefix, limit)
+  local due = redis.call('ZRANGEBYSCORE', expiring, '-inf', now(), 'LIMIT', 0, limit)
+  for _, member in ipairs(due) do
+    local space = string.find(member, ' ', 1, true)
+    local id, account = string.sub(member, 1, space - 1), string.sub(member, space + 1)
+    redis.call('ZREM', prefix .. ':account:' .. account .. ':jobs', id)
+  end
+  if #due > 0 then redis.call('ZREM', expiring, unpack(due)) end
+  return #due
+end
+
+local function retire(key, id, ttl_ms, expiring, t)
+  local job = redis.call('HMGET', key, 'account', 'idempotency')
+  redis.call('PEXPIRE', key, ttl_ms)
+  if job[2] then
+    local held = redis.call('GET', job[2])
+    if held and string.sub(held, 1, #id) == id then redis.call('PEXPIRE', job[2], ttl_ms) end
+  end
+  redis.call('ZADD', expiring, t + tonumber(ttl_ms) / 1000, id .. ' ' .. (job[1] or ''))
+end
+
+local function unqueue(counter, account)
+  if redis.call('HINCRBY', counter, account, -1) <= 0 then redis.call('HDEL', counter, account) end
+end
+"""
+
 # Authenticate (by account name, or by API key digest with the per-minute rate limit) and
 # enqueue, in one round trip: the API's hot path. Keys derived from the account are built here,
-# which a single Redis (not Redis Cluster) allows.
-# KEYS: api-keys, queue, queued-per-account, wake
+# which a single Redis (not Redis Cluster) allows. The idempotency key holds "<id>:<body hash>"
+# (just "<id>" when stored before body hashes existed, which then match any body).
+# KEYS: api-keys, queue, queued-per-account, wake, expiring
 # ARGV: 'account' | 'key', account or key digest, rate per minute, prefix, id, params json,
-#   max attempts, total steps, max queued, idempotency key (or ''), idempotency ttl
+#   max attempts, total steps, max queued, idempotency key (or ''), body hash (or '')
 SUBMIT_LUA = (
     _NOW
+    + _RETENTION
     + AUTHENTICATE_LUA
     + """
+local prefix, id = ARGV[4], ARGV[5]
+local job = prefix .. ':job:' .. id
+if redis.call('EXISTS', job) == 1 then
+  -- this very submission, run again: its job, unchanged
+  local owner = ARGV[2]
+  if ARGV[1] == 'key' then owner = redis.call('HGET', KEYS[1], ARGV[2]) end
+  if not owner then return {-2} end
+  if redis.call('HGET', job, 'account') ~= owner then return {-5} end
+  return {2, redis.call('HGETALL', job)}
+end
 local account = ARGV[2]
 if ARGV[1] == 'key' then
-  local found, count, seconds_left = authenticate(KEYS[1], ARGV[2], ARGV[4] .. ':rate:')
+  local found, count, seconds_left = authenticate(KEYS[1], ARGV[2], prefix .. ':rate:')
   if not found then return {-2} end
   if count > tonumber(ARGV[3]) then return {-3, seconds_left} end
   account = found
 end
-local prefix = ARGV[4]
+prune(KEYS[5], prefix, SUBMIT_PRUNE_BATCH)
 local idem = ''
 if ARGV[10] ~= '' then
   idem = prefix .. ':idempotency:' .. account .. ':' .. ARGV[10]
-  local existing = redis.call('GET', idem)
-  if existing then return {0, redis.call('HGETALL', prefix .. ':job:' .. existing)} end
+  local held = redis.call('GET', idem)
+  if held then
+    local earlier, hash = held, ''
+    local colon = string.find(held, ':', 1, true)
+    if colon then earlier, hash = string.sub(held, 1, colon - 1), string.sub(held, colon + 1) end
+    local record = redis.call('HGETALL', prefix .. ':job:' .. earlier)
+    if #record > 0 then
+      if hash ~= '' and ARGV[11] ~= '' and hash ~= ARGV[11] then return {-4, earlier} end
+      return {0, record}
+    end
+  end
 end
 local queued = tonumber(redis.call('HGET', KEYS[3], account) or '0')
 if queued >= tonumber(ARGV[9]) then return {-1} end
-local id = ARGV[5]
-local job = prefix .. ':job:' .. id
 local t = string.format('%.6f', now())
 redis.call('HSET', job, 'id', id, 'account', account, 'status', 'queued', 'params', ARGV[6],
   'attempts', 0, 'max_attempts', ARGV[7], 'step', 0, 'total_steps', ARGV[8], 'created_at', t,
@@ -71,17 +135,35 @@ redis.call('HSET', job, 'id', id, 'account', account, 'status', 'queued', 'param
 redis.call('RPUSH', KEYS[2], id)
 redis.call('ZADD', prefix .. ':account:' .. account .. ':jobs', t, id)
 redis.call('HINCRBY', KEYS[3], account, 1)
-if idem ~= '' then redis.call('SET', idem, id, 'EX', ARGV[11]) end
+if idem ~= '' then
+  -- no expiry while the job lives: it gets the job's own when the job ends
+  local value = id
+  if ARGV[11] ~= '' then value = id .. ':' .. ARGV[11] end
+  redis.call('SET', idem, value)
+  redis.call('HSET', job, 'idempotency', idem)
+end
 redis.call('LPUSH', KEYS[4], 1)
 redis.call('LTRIM', KEYS[4], 0, 63)
 return {1, t, account}
-"""
+""".replace("SUBMIT_PRUNE_BATCH", str(SUBMIT_PRUNE_BATCH))
 )
 
-# KEYS: queue, leases, queued-per-account; ARGV: worker, lease seconds, job key prefix
+# KEYS: queue, leases, queued-per-account, the worker's last claim
+# ARGV: worker, lease seconds, job key prefix, claim token, last claim ttl seconds
 _CLAIM = (
     _NOW
+    + _RETENTION
     + """
+local last = redis.call('GET', KEYS[4])
+if last and string.sub(last, 1, #ARGV[4] + 1) == ARGV[4] .. ' ' then
+  -- this very claim, run again: the same job while this worker still holds it
+  local earlier = string.sub(last, #ARGV[4] + 2)
+  local job = redis.call('HMGET', ARGV[3] .. earlier, 'status', 'worker', 'attempts', 'params')
+  if (job[1] == 'starting' or job[1] == 'running') and job[2] == ARGV[1] then
+    return {earlier, job[3], job[4]}
+  end
+  return nil
+end
 while true do
   local id = redis.call('LPOP', KEYS[1])
   if not id then return nil end
@@ -93,7 +175,8 @@ while true do
       'claimed_at', t, 'lease_expires', t + tonumber(ARGV[2]), 'step', 0)
     if not redis.call('HGET', key, 'started_at') then redis.call('HSET', key, 'started_at', t) end
     redis.call('ZADD', KEYS[2], t + tonumber(ARGV[2]), id)
-    redis.call('HINCRBY', KEYS[3], redis.call('HGET', key, 'account'), -1)
+    unqueue(KEYS[3], redis.call('HGET', key, 'account'))
+    redis.call('SET', KEYS[4], ARGV[4] .. ' ' .. id, 'EX', ARGV[5])
     return {id, attempt, redis.call('HGET', key, 'params')}
   end
 end
@@ -129,46 +212,65 @@ return 'ok'
 """
 )
 
-# KEYS: job, leases; ARGV: id, worker, attempt, outcome, error, video name, metrics json
+# KEYS: job, leases, expiring
+# ARGV: id, worker, attempt, outcome, error, video name, metrics json, result ttl ms
 _FINISH = (
     _NOW
+    + _RETENTION
     + _FENCE
     + """
+local recorded = redis.call('HMGET', KEYS[1], 'status', 'worker', 'attempts', 'video')
+if recorded[1] == ARGV[4] and recorded[2] == ARGV[2] and recorded[3] == ARGV[3]
+   and recorded[4] == ARGV[6] then
+  return 'ok'  -- this very result, recorded by an earlier run
+end
 if not fenced(KEYS[1], ARGV[2], ARGV[3]) then return 'lost' end
+local t = now()
 redis.call('HSET', KEYS[1], 'status', ARGV[4], 'error', ARGV[5], 'video', ARGV[6],
-  'metrics', ARGV[7], 'finished_at', now())
+  'metrics', ARGV[7], 'finished_at', t)
 if ARGV[4] == 'succeeded' then
   redis.call('HSET', KEYS[1], 'step', redis.call('HGET', KEYS[1], 'total_steps'))
 end
 redis.call('ZREM', KEYS[2], ARGV[1])
+retire(KEYS[1], ARGV[1], ARGV[8], KEYS[3], t)
 return 'ok'
 """
 )
 
-# KEYS: job, queue, queued-per-account; ARGV: id, account
+# The record keeps the token and answer of the cancel that changed it, for that call's repeats.
+# KEYS: job, queue, queued-per-account, expiring; ARGV: id, account, token, result ttl ms
 _CANCEL = (
     _NOW
+    + _RETENTION
     + """
-local job = redis.call('HMGET', KEYS[1], 'status', 'account')
+local job = redis.call('HMGET', KEYS[1], 'status', 'account', 'cancel_token', 'cancel_answer')
 if not job[1] or job[2] ~= ARGV[2] then return 'missing' end
+if job[3] == ARGV[3] then return job[4] end
+local answer = 'already-' .. job[1]
 if job[1] == 'queued' then
+  local t = now()
   redis.call('LREM', KEYS[2], 0, ARGV[1])
-  redis.call('HINCRBY', KEYS[3], ARGV[2], -1)
-  redis.call('HSET', KEYS[1], 'status', 'canceled', 'finished_at', now(),
+  unqueue(KEYS[3], ARGV[2])
+  redis.call('HSET', KEYS[1], 'status', 'canceled', 'finished_at', t,
     'error', 'canceled by the client')
-  return 'canceled'
-end
-if job[1] == 'starting' or job[1] == 'running' then
+  retire(KEYS[1], ARGV[1], ARGV[4], KEYS[4], t)
+  answer = 'canceled'
+elseif job[1] == 'starting' or job[1] == 'running' then
   redis.call('HSET', KEYS[1], 'cancel_requested', 1)
-  return 'canceling'
+  answer = 'canceling'
+else
+  return answer
 end
-return 'already-' .. job[1]
+redis.call('HSET', KEYS[1], 'cancel_token', ARGV[3], 'cancel_answer', answer)
+return answer
 """
 )
 
-# KEYS: leases, queue, queued-per-account, wake; ARGV: job key prefix, batch size
+# KEYS: leases, queue, queued-per-account, wake, expiring
+# ARGV: job key prefix, batch size, result ttl ms, prefix, prune batch size
 _REAP = (
     _NOW
+    + _RETENTION
     + """
 local t = now()
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', t, 'LIMIT', 0, tonumber(ARGV[2]))
@@ -183,6 +285,7 @@ for _, id in ipairs(expired) do
       .. ' (attempt ' .. job[2] .. ' of ' .. job[3] .. ')'
     if job[6] == '1' then
       redis.call('HSET', key, 'status', 'canceled', 'finished_at', t, 'error', lost)
+      retire(key, id, ARGV[3], KEYS[5], t)
       table.insert(result, {id, 'canceled'})
     elseif tonumber(job[2]) < tonumber(job[3]) then
       redis.call('HSET', key, 'status', 'queued', 'worker', '', 'error', lost)
@@ -192,13 +295,18 @@ for _, id in ipairs(expired) do
       table.insert(result, {id, 'requeued'})
     else
       redis.call('HSET', key, 'status', 'failed', 'finished_at', t, 'error', lost)
+      retire(key, id, ARGV[3], KEYS[5], t)
       table.insert(result, {id, 'failed'})
     end
   end
 end
+prune(KEYS[5], ARGV[4], tonumber(ARGV[5]))
 return result
 """
 )
+
+# KEYS: expiring; ARGV: prefix, batch size
+_PRUNE = _NOW + _RETENTION + "return prune(KEYS[1], ARGV[1], tonumber(ARGV[2]))"
 
 
 class QueueFull(Exception):
@@ -215,9 +323,33 @@ class RateLimited(Exception):
         self.retry_after_seconds = retry_after_seconds
 
 
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was used before, for job `job_id`, with a different body."""
+
+    def __init__(self, idempotency_key: str, job_id: str):
+        super().__init__(
+            f"Idempotency-Key {idempotency_key!r} was used for job {job_id} with a different body"
+        )
+        self.idempotency_key, self.job_id = idempotency_key, job_id
+
+
+def params_hash(params: dict[str, Any]) -> str:
+    """Hex SHA-256 of the parameters' canonical JSON: what an idempotency key remembers."""
+    canonical = json.dumps(params, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def encode_json(value: Any) -> str:
+    """JSON as stored in job records: UTF-8 text, not \\uXXXX escapes (6 bytes a character)."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
 @dataclass(frozen=True)
 class Submission:
-    """One call of the submit script, shared by the sync store and the async API path."""
+    """One call of the submit script, shared by the sync store and the async API path.
+
+    Its job id is made once, with the submission: a repeated run of the script (a retry whose
+    first reply was lost) finds that job and returns it unchanged."""
 
     mode: str  # 'account' or 'key'
     who: str  # account name, or API key digest
@@ -226,11 +358,14 @@ class Submission:
     max_queued: int
     idempotency: str | None = None
     rate_per_minute: int = 0
+    job_id: str = field(default_factory=lambda: new_job_id())
+    # params_hash(params) of the request; empty: computed here when an idempotency key is set.
+    body_hash: str = ""
+
+    params_hash = staticmethod(params_hash)
 
     def keys(self) -> list[str]:
-        return [API_KEYS, QUEUE, QUEUED_PER_ACCOUNT, WAKE]
-
-    job_id: str = field(default_factory=lambda: new_job_id())
+        return [API_KEYS, QUEUE, QUEUED_PER_ACCOUNT, WAKE, EXPIRING]
 
     def args(self) -> list[Any]:
         return [
@@ -239,16 +374,22 @@ class Submission:
             self.rate_per_minute,
             PREFIX,
             self.job_id,
-            json.dumps(self.params, sort_keys=True),
+            encode_json(self.params),
             self.max_attempts,
             self.params.get("num_inference_steps", 0),
             self.max_queued,
             self.idempotency or "",
-            IDEMPOTENCY_TTL_SECONDS,
+            self._body_hash(),
         ]
 
+    def _body_hash(self) -> str:
+        if not self.idempotency:
+            return ""
+        return self.body_hash or params_hash(self.params)
+
     def outcome(self, result: list) -> tuple[dict[str, Any], bool]:
-        """(job, created), or the exception the script's answer means."""
+        """(job, created), or the exception the script's answer means. A repeated run of this
+        same submission answers created=True: this submission made the job."""
         code = int(result[0])
         if code == -1:
             raise QueueFull()
@@ -256,9 +397,13 @@ class Submission:
             raise UnknownKey()
         if code == -3:
             raise RateLimited(int(result[1]))
-        if code == 0:  # an earlier job with the same idempotency key
+        if code == -4:
+            raise IdempotencyConflict(self.idempotency or "", _text(result[1]))
+        if code == -5:
+            raise ValueError(f"job id {self.job_id} belongs to another account's job")
+        if code in (0, 2):  # 0: an earlier job with the same idempotency key; 2: this one
             flat = result[1]
-            return _decode_job(dict(zip(flat[::2], flat[1::2], strict=True))), False
+            return _decode_job(dict(zip(flat[::2], flat[1::2], strict=True))), code == 2
         return self._new_job(float(result[1]), _text(result[2])), True
 
     def _new_job(self, created_at: float, account: str) -> dict[str, Any]:
@@ -286,8 +431,31 @@ class Claim:
     params: dict[str, Any]
 
 
+class VideoName(NamedTuple):
+    job_id: str
+    attempt: int
+    partial: bool
+
+
+_VIDEO_NAME = re.compile(rf"^([0-9a-f]{{{JOB_ID_LENGTH}}})-a([1-9][0-9]*)\.mp4(\.partial)?$")
+
+
+def video_name(job_id: str, attempt: int) -> str:
+    """The file an attempt writes in the output directory (while writing: name + '.partial')."""
+    return f"{job_id}-a{attempt}.mp4"
+
+
+def parse_video_name(name: str) -> VideoName | None:
+    """The job and attempt a file of the output directory belongs to; None for other files."""
+    match = _VIDEO_NAME.match(name)
+    if not match:
+        return None
+    return VideoName(match[1], int(match[2]), match[3] is not None)
+
+
 def connect(settings, socket_timeout: float = 10.0) -> redis.Redis:
-    """A client for the settings' Redis; the password comes from its own secret setting."""
+    """A client for the settings' Redis; the password comes from its own secret setting.
+    A command whose reply timed out is sent once more: every script here is safe to repeat."""
     return redis.Redis.from_url(
         settings.redis_url,
         password=settings.redis_password or None,
@@ -322,8 +490,16 @@ def account_jobs_key(account: str) -> str:
     return f"{PREFIX}:account:{account}:jobs"
 
 
+def idempotency_key(account: str, key: str) -> str:
+    return f"{PREFIX}:idempotency:{account}:{key}"
+
+
 def new_job_id() -> str:
     return secrets.token_hex(JOB_ID_LENGTH // 2)
+
+
+def new_token() -> str:
+    return secrets.token_hex(16)
 
 
 def is_valid_job_id(job_id: str) -> bool:
@@ -332,16 +508,37 @@ def is_valid_job_id(job_id: str) -> bool:
 
 
 class JobStore:
-    def __init__(self, client: redis.Redis, lease_seconds: float = 30.0, max_attempts: int = 3):
+    def __init__(
+        self,
+        client: redis.Redis,
+        lease_seconds: float = 30.0,
+        max_attempts: int = 3,
+        *,
+        result_ttl_seconds: float = DEFAULT_RESULT_TTL_SECONDS,
+    ):
+        if not result_ttl_seconds > 0:
+            raise ValueError(f"result_ttl_seconds must be above 0, not {result_ttl_seconds!r}")
         self.redis = client
         self.lease_seconds = lease_seconds
         self.max_attempts = max_attempts
+        self.result_ttl_seconds = result_ttl_seconds
+        self._result_ttl_ms = max(1, round(result_ttl_seconds * 1000))
         self._submit = client.register_script(SUBMIT_LUA)
         self._claim = client.register_script(_CLAIM)
         self._heartbeat = client.register_script(_HEARTBEAT)
         self._finish = client.register_script(_FINISH)
         self._cancel = client.register_script(_CANCEL)
         self._reap = client.register_script(_REAP)
+        self._prune = client.register_script(_PRUNE)
+
+    @classmethod
+    def from_settings(cls, client: redis.Redis, settings) -> JobStore:
+        return cls(
+            client,
+            settings.lease_seconds,
+            settings.max_attempts,
+            result_ttl_seconds=settings.result_ttl_seconds,
+        )
 
     # --- API side -------------------------------------------------------------------------
 
@@ -351,11 +548,18 @@ class JobStore:
         params: dict[str, Any],
         idempotency: str | None = None,
         max_queued: int = 1000,
+        job_id: str | None = None,
     ) -> tuple[dict[str, Any], bool]:
         """Enqueue a job; returns (job, created). A repeated idempotency key returns the
-        first job and created=False."""
+        first job and created=False (IdempotencyConflict when the params differ)."""
         submission = Submission(
-            "account", account, params, self.max_attempts, max_queued, idempotency
+            "account",
+            account,
+            params,
+            self.max_attempts,
+            max_queued,
+            idempotency,
+            job_id=job_id or new_job_id(),
         )
         return self.submit(submission)
 
@@ -364,10 +568,19 @@ class JobStore:
         return submission.outcome(result)
 
     def get(self, job_id: str) -> dict[str, Any] | None:
+        """The job, or None when there is none (never was, or it ended and expired)."""
         raw = self.redis.hgetall(job_key(job_id))
         return _decode_job(raw) if raw else None
 
+    def existing(self, job_ids: list[str]) -> set[str]:
+        """The ids of these jobs that still have a record (not expired)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.exists(job_key(job_id))
+        return {job_id for job_id, found in zip(job_ids, pipe.execute(), strict=True) if found}
+
     def list_for_account(self, account: str, offset: int, limit: int) -> tuple[list[dict], int]:
+        self.prune_expired()
         key = account_jobs_key(account)
         ids = self.redis.zrevrange(key, offset, offset + limit - 1)
         pipe = self.redis.pipeline(transaction=False)
@@ -376,20 +589,35 @@ class JobStore:
         jobs = [_decode_job(raw) for raw in pipe.execute() if raw]
         return jobs, self.redis.zcard(key)
 
-    def cancel(self, job_id: str, account: str) -> str:
+    def prune_expired(self) -> int:
+        """Remove every expired job from its account's list; returns how many."""
+        total = 0
+        while True:
+            pruned = int(self._prune(keys=[EXPIRING], args=[PREFIX, PRUNE_BATCH]))
+            total += pruned
+            if pruned < PRUNE_BATCH:
+                return total
+
+    def cancel(self, job_id: str, account: str, token: str | None = None) -> str:
         """'canceled' (was queued), 'canceling' (running; stops at its next step), 'missing',
-        or 'already-<state>' for a job that had ended."""
-        keys = [job_key(job_id), QUEUE, QUEUED_PER_ACCOUNT]
-        return _text(self._cancel(keys=keys, args=[job_id, account]))
+        or 'already-<state>' for a job that had ended. A repeat with the same token answers
+        as the first call did."""
+        keys = [job_key(job_id), QUEUE, QUEUED_PER_ACCOUNT, EXPIRING]
+        args = [job_id, account, token or new_token(), self._result_ttl_ms]
+        return _text(self._cancel(keys=keys, args=args))
 
     def queue_length(self) -> int:
         return self.redis.llen(QUEUE)
 
     # --- worker side ----------------------------------------------------------------------
 
-    def claim(self, worker: str) -> Claim | None:
-        keys = [QUEUE, LEASES, QUEUED_PER_ACCOUNT]
-        claimed = self._claim(keys=keys, args=[worker, self.lease_seconds, job_key("")])
+    def claim(self, worker: str, token: str | None = None) -> Claim | None:
+        """The next queued job, now this worker's, or None. A repeat with the same token
+        returns the same job (while this worker still holds it) and takes no other."""
+        keys = [QUEUE, LEASES, QUEUED_PER_ACCOUNT, LAST_CLAIM_PREFIX + worker]
+        args = [worker, self.lease_seconds, job_key(""), token or new_token()]
+        args.append(LAST_CLAIM_TTL_SECONDS)
+        claimed = self._claim(keys=keys, args=args)
         if not claimed:
             return None
         job_id, attempt, params = claimed
@@ -414,21 +642,24 @@ class JobStore:
         video: str = "",
         metrics: dict[str, float] | None = None,
     ) -> bool:
-        """Record the outcome; False when the lease was lost (a late write, rejected).
-        `video` is the file name inside the shared output directory."""
+        """Record the outcome; False when the lease was lost (a late write, rejected). The
+        same result recorded again answers True. `video` is the file name inside the shared
+        output directory."""
         if outcome not in TERMINAL_STATES:
             raise ValueError(f"outcome must be one of {TERMINAL_STATES}, not {outcome!r}")
-        keys = [job_key(claim.job_id), LEASES]
+        keys = [job_key(claim.job_id), LEASES, EXPIRING]
         args = [claim.job_id, worker, claim.attempt, outcome, error, video]
-        args.append(json.dumps(metrics or {}, sort_keys=True))
+        args += [encode_json(metrics or {}), self._result_ttl_ms]
         return _text(self._finish(keys=keys, args=args)) == "ok"
 
     # --- supervisor side ------------------------------------------------------------------
 
     def reap_expired(self, batch: int = 100) -> list[tuple[str, str]]:
-        """Requeue or fail every job whose lease expired; returns (job id, action) pairs."""
-        keys = [LEASES, QUEUE, QUEUED_PER_ACCOUNT, WAKE]
-        reaped = self._reap(keys=keys, args=[job_key(""), batch])
+        """Requeue or fail every job whose lease expired; returns (job id, action) pairs.
+        Also removes up to PRUNE_BATCH expired jobs from their accounts' lists."""
+        keys = [LEASES, QUEUE, QUEUED_PER_ACCOUNT, WAKE, EXPIRING]
+        args = [job_key(""), batch, self._result_ttl_ms, PREFIX, PRUNE_BATCH]
+        reaped = self._reap(keys=keys, args=args)
         return [(_text(job_id), _text(action)) for job_id, action in reaped]
 
     # --- worker registry (readiness, doctor) -----------------------------------------------
@@ -451,6 +682,73 @@ class JobStore:
             _text(worker): json.loads(info) if info else {}
             for worker, info in zip(alive, infos, strict=True)
         }
+
+    # --- watchdog and sweeper
+
+    SWEPT = f"{PREFIX}:swept"
+
+    # Requeue a claimed job with a reason, fenced like finish; 'cancel' (the client asked) and
+    # 'last' (no attempt left) are left to finish, which records terminal states.
+    # KEYS: job, leases, queue, queued-per-account, wake; ARGV: id, worker, attempt, reason
+    _GIVE_UP_LUA = (
+        _FENCE
+        + """
+local job = fenced(KEYS[1], ARGV[2], ARGV[3])
+if not job then return {'lost'} end
+if job[4] == '1' then return {'cancel'} end
+local info = redis.call('HMGET', KEYS[1], 'max_attempts', 'account')
+local which = ' (attempt ' .. job[3] .. ' of ' .. info[1] .. ')'
+if tonumber(job[3]) >= tonumber(info[1]) then return {'last', which} end
+redis.call('HSET', KEYS[1], 'status', 'queued', 'worker', '', 'error', ARGV[4] .. which)
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('LPUSH', KEYS[3], ARGV[1])
+redis.call('HINCRBY', KEYS[4], info[2], 1)
+redis.call('LPUSH', KEYS[5], 1)
+redis.call('LTRIM', KEYS[5], 0, 63)
+return {'requeued'}
+"""
+    )
+
+    def give_up(self, claim: Claim, worker: str, reason: str) -> str:
+        """Stop a claimed job for `reason`: 'requeued' while attempts remain, else 'failed'
+        with the reason ('canceled' when the client had asked); 'lost' when the claim is no
+        longer this worker's."""
+        script = self.redis.register_script(self._GIVE_UP_LUA)
+        keys = [job_key(claim.job_id), LEASES, QUEUE, QUEUED_PER_ACCOUNT, WAKE]
+        args = [claim.job_id, worker, claim.attempt, reason]
+        answer = [_text(part) for part in script(keys=keys, args=args)]
+        if answer[0] == "cancel":
+            done = self.finish(claim, worker, "canceled", "canceled by the client")
+            return "canceled" if done else "lost"
+        if answer[0] == "last":
+            return "failed" if self.finish(claim, worker, "failed", reason + answer[1]) else "lost"
+        return answer[0]
+
+    def file_owners(self, job_ids: list[str]) -> dict[str, dict[str, Any] | None]:
+        """Per job id, what the sweeper needs to know of its files: status, attempts and the
+        video its record names; None for a job whose record is gone (expired)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hmget(job_key(job_id), "status", "attempts", "video")
+        owners = {}
+        for job_id, (status, attempts, video) in zip(job_ids, pipe.execute(), strict=True):
+            if status is None:
+                owners[job_id] = None
+                continue
+            owners[job_id] = {
+                "status": _text(status),
+                "attempts": int(attempts or 0),
+                "video": _text(video) if video else "",
+            }
+        return owners
+
+    def count_swept(self, counts: dict[str, int]) -> None:
+        """Add to the `mochi:swept` counters (jobs, videos, partials, attempts)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for kind, count in counts.items():
+            if count:
+                pipe.hincrby(self.SWEPT, kind, count)
+        pipe.execute()
 
     def server_time(self) -> float:
         seconds, micros = self.redis.time()

@@ -140,9 +140,7 @@ class LocalStack:
         self._threads.append(thread)
 
     def store(self) -> JobStore:
-        return JobStore(
-            self.redis.client(), self.settings.lease_seconds, self.settings.max_attempts
-        )
+        return JobStore.from_settings(self.redis.client(), self.settings)
 
     def _wait_for_workers(self, timeout: float) -> None:
         store = self.store()

@@ -2,12 +2,15 @@
 supervisor), keeps `workers` GenerationWorker actors serving, and reaps expired leases.
 
 A dead actor is restarted by Ray (max_restarts=-1) and served again; its job comes back
-through the lease. If this driver dies its actors die with it; the supervisor resubmits it.
+through the lease. An actor whose job hung in a call it cannot interrupt exits on purpose, after
+giving the job back, and is replaced the same way. If this driver dies its actors die with it;
+the supervisor resubmits it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 import ray
@@ -21,11 +24,24 @@ POOL_HEARTBEAT = "mochi:pool-heartbeat"
 RAY_NAMESPACE = "mochi"
 
 
+# Exit status of an actor that replaced itself: a call it cannot interrupt holds its process.
+STUCK_EXIT_CODE = 75
+
+
+def _exit_for_replacement(reason: str) -> None:
+    """The job was given back already (or its unrenewed lease expires); Ray restarts the actor
+    and the pool serves the new one."""
+    log.error("worker actor exits to be replaced: %s", reason)
+    logging.shutdown()
+    os._exit(STUCK_EXIT_CODE)
+
+
 @ray.remote(max_restarts=-1, max_task_retries=0)
 class _ActorWorker(GenerationWorker):
-    def pid(self) -> int:
-        import os
+    def __init__(self, settings: Settings, index: int = 0):
+        super().__init__(settings, index, on_stuck=_exit_for_replacement)
 
+    def pid(self) -> int:
         return os.getpid()
 
 
@@ -39,7 +55,7 @@ def start_actors(settings: Settings) -> list:
 
 def run_pool(settings: Settings, stop_after_seconds: float | None = None) -> None:
     ray.init(address="auto", namespace=RAY_NAMESPACE, log_to_driver=True)
-    store = JobStore(connect(settings), settings.lease_seconds, settings.max_attempts)
+    store = JobStore.from_settings(connect(settings), settings)
     actors = start_actors(settings)
     serving = {actor.serve.remote(): actor for actor in actors}
     started = time.monotonic()

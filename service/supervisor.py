@@ -1,4 +1,5 @@
-"""The supervisor: keeps the pool driver running on the Ray cluster and reaps expired leases.
+"""The supervisor: keeps the pool driver running on the Ray cluster, reaps expired leases and
+sweeps the output directory of files no job owns (service.sweeper).
 
 It talks to the Ray Jobs REST API with plain HTTP, so it needs neither Ray nor Ray Client
 (whose version pinning and port 10001 caused half the field report's pain).
@@ -12,10 +13,12 @@ import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import httpx
 import redis
 
+from service import sweeper
 from service.config import Settings
 from service.jobstore import JobStore, connect
 
@@ -23,6 +26,8 @@ log = logging.getLogger(__name__)
 POOL_ENTRYPOINT = "python -m service.cli pool"
 POOL_SUBMISSION = "mochi:pool-submission"
 ALIVE_STATES = ("PENDING", "RUNNING")
+# Sweeps read the whole output directory: at most this often, and a few times per grace period.
+SWEEP_INTERVAL_SECONDS = 60.0
 
 
 class RayJobs:
@@ -60,11 +65,12 @@ class Supervisor:
     ):
         self.settings = settings
         self.entrypoint = entrypoint
-        self.store = JobStore(connect(settings), settings.lease_seconds, settings.max_attempts)
+        self.store = JobStore.from_settings(connect(settings), settings)
         self.jobs = RayJobs(settings.ray_dashboard_url, token=ray_auth_token)
         self.restarts = 0
         self.last_tick = self.last_success = time.monotonic()
         self.last_error = "not started"
+        self.last_sweep: float | None = None
         self._stopping = threading.Event()
 
     def ensure_pool(self) -> str:
@@ -83,17 +89,44 @@ class Supervisor:
             log.info("pool driver submitted as %s", submission)
         return submission
 
-    def tick(self) -> None:
-        self.last_tick = time.monotonic()
+    def sweep_due(self) -> bool:
+        interval = min(SWEEP_INTERVAL_SECONDS, self.settings.orphan_grace_seconds / 4)
+        return self.last_sweep is None or time.monotonic() - self.last_sweep >= interval
+
+    def sweep_files(self) -> dict[str, int]:
+        """Remove orphaned files now (see service.sweeper); an unreadable output directory is
+        logged, not fatal: the supervisor's other duties go on."""
+        self.last_sweep = time.monotonic()
+        output_dir = Path(self.settings.output_dir)
         try:
-            self.ensure_pool()
-            if self.settings.reaper_enabled:
-                self.store.reap_expired()
-        except (httpx.HTTPError, redis.RedisError) as error:
-            self.last_error = f"{type(error).__name__}: {error}"
-            log.warning("supervisor: %s; retrying", error)
+            return sweeper.sweep(self.store, output_dir, self.settings.orphan_grace_seconds)
+        except OSError as error:
+            log.warning("supervisor: cannot sweep %s: %s", output_dir, error)
+            return {}
+
+    def tick(self) -> None:
+        """One round of every duty; each is tried even when another failed (reaping and
+        sweeping need only Redis, not Ray)."""
+        self.last_tick = time.monotonic()
+        errors = []
+        for duty in (self.ensure_pool, self._reap, self._sweep_if_due):
+            try:
+                duty()
+            except (httpx.HTTPError, redis.RedisError) as error:
+                errors.append(f"{type(error).__name__}: {error}")
+                log.warning("supervisor: %s; retrying", error)
+        if errors:
+            self.last_error = "; ".join(errors)
         else:
             self.last_success, self.last_error = time.monotonic(), ""
+
+    def _reap(self) -> None:
+        if self.settings.reaper_enabled:
+            self.store.reap_expired()
+
+    def _sweep_if_due(self) -> None:
+        if self.sweep_due():
+            self.sweep_files()
 
     def health(self, stale_after: float = 30.0) -> tuple[bool, bool, str]:
         """(alive: the loop is ticking, ready: a tick succeeded lately, the last error)."""

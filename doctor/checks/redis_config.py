@@ -1,13 +1,15 @@
 """Redis, live: persistence off, a maxmemory policy that evicts job data, evictions that
-happened, and a server that accepts clients without a password."""
+happened, a server that accepts clients without a password, and memory without headroom."""
 
 from __future__ import annotations
 
 from doctor.inventory import Inventory
 from doctor.registry import Hit, check
+from service.config import Settings
 
 EVICTING = ("allkeys-lru", "allkeys-lfu", "allkeys-random")
 LOOPBACK = {"127.0.0.1", "::1", "-::1", "localhost"}
+HIGH_WATER_SETTING = "MOCHI_REDIS_HIGH_WATER"
 
 
 def _redis(inventory: Inventory) -> dict:
@@ -108,3 +110,76 @@ def auth_disabled(inventory: Inventory):
         f"bind: {config.get('bind', 'unknown')!r}",
         severity="info" if local_only else None,
     )
+
+
+@check(
+    "REDIS006",
+    "warning",
+    "memory",
+    "Redis's memory has no headroom: unbounded, evicting, or above the high-water mark",
+    "Run Redis with maxmemory below its container limit (about 80%) and maxmemory-policy "
+    "noeviction; when used memory is near maxmemory, raise the limit (mochi:redisMemory) or "
+    "shorten retention (MOCHI_RESULT_TTL_SECONDS).",
+)
+def memory_headroom(inventory: Inventory):
+    state = _redis(inventory)
+    if not state:
+        return
+    info, config = state.get("info") or {}, state.get("config") or {}
+    used = _bytes(info.get("used_memory"))
+    maxmemory = _bytes(config.get("maxmemory", info.get("maxmemory")))
+    policy = config.get("maxmemory-policy") or info.get("maxmemory_policy")
+    figures = f"used_memory: {_mib(used)}; maxmemory: {_mib(maxmemory)}; policy: {policy}"
+    resource = _resource(state)
+    if maxmemory == 0:
+        yield Hit(
+            resource,
+            "Redis has no maxmemory: it grows until its container's memory limit and the kernel "
+            "OOM-kills it, where a bounded Redis would refuse writes (and a killed Redis must "
+            "load its whole append-only file back into the same memory to restart)",
+            figures,
+        )
+    if policy and policy != "noeviction" and policy not in EVICTING:  # REDIS002 has allkeys-*
+        yield Hit(
+            resource,
+            f"maxmemory-policy {policy} evicts keys that carry a TTL when memory runs out: "
+            "finished jobs' results and idempotency keys vanish before their retention, and a "
+            "retried submission becomes a second job",
+            figures,
+        )
+    high_water, source = _high_water(inventory)
+    if maxmemory and used is not None and used >= high_water * maxmemory:
+        yield Hit(
+            resource,
+            f"Redis holds {used / maxmemory:.0%} of its maxmemory, at or above the API's "
+            f"high-water mark ({high_water:.0%}, {source}): new submissions are refused with 503 "
+            "until retention frees memory",
+            f"{figures}; high water: {high_water:g} x maxmemory = {_mib(high_water * maxmemory)}",
+            severity="error",
+        )
+
+
+def _high_water(inventory: Inventory) -> tuple[float, str]:
+    """The API's high-water mark: from a ConfigMap of the read that sets it, else the default."""
+    for config_map in inventory.of("ConfigMap"):
+        value = (config_map.get("data") or {}).get(HIGH_WATER_SETTING)
+        try:
+            share = float(value)
+        except (TypeError, ValueError):
+            continue
+        if 0 < share <= 1:
+            return share, f"ConfigMap {config_map['metadata'].get('name')} {HIGH_WATER_SETTING}"
+    return Settings().redis_high_water, "the service's default"
+
+
+def _bytes(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _mib(value: float | None) -> str:
+    if value is None:
+        return "unknown"
+    return f"{value / 2**20:.1f} MiB ({int(value)} bytes)"

@@ -1,6 +1,7 @@
 """Redis servers in the manifests, read the way the server itself reads its settings (config
 file first, then the command line): a server that accepts every client without a password
-(SEC003), and an append-only file written where a restart loses it (REDIS005)."""
+(SEC003), an append-only file written where a restart loses it (REDIS005), and a memory limit
+with no maxmemory below it (REDIS007)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from functools import cached_property
 from doctor.images import parse_image
 from doctor.inventory import Inventory, Workload, command_text, shell_words
 from doctor.registry import Hit, check
+from service.quantities import InvalidQuantity, parse
 
 SERVER_PROGRAMS = ("redis-server", "redis-stack-server")
 OFFICIAL_REPOSITORIES = {"redis", "library/redis", "docker.io/redis", "docker.io/library/redis"}
@@ -25,6 +27,10 @@ LOOPBACK = {"127.0.0.1", "::1", "-::1", "localhost"}
 BITNAMI_DATA_DIR = "/bitnami/redis/data"
 # The official image runs from WORKDIR /data and is built with protected mode off.
 OFFICIAL_DATA_DIR = "/data"
+# redis.conf memory units (case-insensitive): k = 1000 bytes, kb = 1024, and so on.
+REDIS_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 2**10, "m": 10**6, "mb": 2**20, "g": 10**9,
+               "gb": 2**30}  # fmt: skip
+REDIS_MEMORY = re.compile(r"^(\d+)\s*([a-z]*)$")
 
 
 def _flavor(image: str) -> str:
@@ -323,4 +329,53 @@ def appendonly_without_volume(inventory: Inventory):
             f"container {server.name} ({server.container.get('image')}) writes its append-only "
             f"file to {directory} {where} loses every key it holds",
             evidence,
+        )
+
+
+def redis_bytes(value: str) -> int | None:
+    """A redis.conf memory value (`409mb`, `1gb`, `100000`) in bytes; None when unreadable."""
+    match = REDIS_MEMORY.match(value.strip().lower())
+    if not match or match.group(2) not in REDIS_UNITS:
+        return None
+    return int(match.group(1)) * REDIS_UNITS[match.group(2)]
+
+
+def _memory_limit(container: dict) -> tuple[str, int] | None:
+    limit = ((container.get("resources") or {}).get("limits") or {}).get("memory")
+    if limit is None:
+        return None
+    try:
+        return str(limit), int(parse(limit))
+    except InvalidQuantity:
+        return None  # CONF001 reports the value
+
+
+@check(
+    "REDIS007",
+    "warning",
+    "memory",
+    "Redis has a memory limit but no maxmemory below it",
+    "Start Redis with --maxmemory at about 80% of its container's memory limit and "
+    "--maxmemory-policy noeviction: it then refuses writes instead of being OOM-killed.",
+)
+def limit_without_maxmemory(inventory: Inventory):
+    for server in redis_servers(inventory):
+        limit = _memory_limit(server.container)
+        setting = server.setting("maxmemory")
+        if limit is None or setting is None or "$" in setting:
+            continue
+        maxmemory = redis_bytes(setting or "0")
+        if maxmemory is None or 0 < maxmemory < limit[1]:
+            continue
+        if maxmemory == 0:
+            what, shown = "no maxmemory", "no maxmemory"
+        else:
+            what, shown = f"maxmemory {setting}, not below that limit,", f"maxmemory {setting}"
+        yield Hit(
+            server.workload.resource,
+            f"container {server.name} ({server.container.get('image')}) has a memory limit of "
+            f"{limit[0]} and {what} so Redis grows until the kernel OOM-kills it instead of "
+            "refusing writes; a restart then has to load its whole data set back into the "
+            "same memory",
+            f"{_describe(server)}; limits.memory {limit[0]}; {shown}",
         )

@@ -14,6 +14,7 @@ import yaml
 
 from doctor.inventory import Inventory, command_text, name_of, namespace_of, shell_words
 from doctor.registry import Hit, check
+from doctor.secret_judge import judge
 
 # A name whose last word says it holds a secret (HF_TOKEN, REDIS_PASSWORD, db.password), not
 # one that says where a secret is (TOKEN_PATH, PASSWORD_FILE, SECRET_NAME). An access key
@@ -31,44 +32,12 @@ CONFIG_LINE = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 CODE = re.compile(r"[()\[\]{}]|^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
-REFERENCE = re.compile(r"\$\(|\$\{|^\$\w|\{\{|^!\w")
-NUMBER = re.compile(r"[-+]?\d+(\.\d+)?[a-zA-Z]{0,2}")
-NOT_SECRETS = {"true", "false", "yes", "no", "on", "off", "enabled", "disabled", "null", "none"}
-PLACEHOLDERS = {
-    "changeme", "changeit", "dummy", "example", "password", "passw0rd", "secret", "test",
-    "testing", "todo", "tbd", "fake", "placeholder", "sample", "foo", "bar", "foobar",
-    "mypassword", "mysecretpassword", "mysecret", "mytoken", "redacted", "replaceme",
-    "notsecret", "notasecret", "insecure", "foobared",
-}  # fmt: skip
-PLACEHOLDER_SHAPES = re.compile(
-    r"^<.*>$|^\[.*\]$|^x{3,}$|^\*{3,}$|^\.{3}$|^(your|my|replace|insert|enter|put)[-_ ]"
-    r"|(^|[-_])(here|example|placeholder|changeme|dummy|replace[-_]?me)($|[-_])",
-    re.IGNORECASE,
-)
 CODE_FILES = (".py", ".js", ".ts", ".go", ".java", ".rb")
 PLACEHOLDER_FIX = "Set the real value from a Secret (valueFrom.secretKeyRef) before deploying."
 
 
 def _mask(value: str) -> str:
     return f"{value[:2]}*** ({len(value)} chars)" if len(value) > 4 else "***"
-
-
-def judge(value: str, *, by_name: bool) -> str | None:
-    """ "secret", "placeholder", or None when the value cannot be a leaked secret. `by_name`:
-    only the name says it is a secret, so numbers (TTLs, lengths) and URLs are settings."""
-    text = value.strip().strip("\"'")
-    if not text or text.lower() in NOT_SECRETS or REFERENCE.search(text):
-        return None
-    if text.startswith(("/", "./", "../", "~/", "file:")):
-        return None
-    if by_name and (NUMBER.fullmatch(text) or "://" in text):
-        return None
-    normalized = re.sub(r"[-_ ]", "", text.lower())
-    if normalized in PLACEHOLDERS or normalized.startswith("your"):
-        return "placeholder"
-    if PLACEHOLDER_SHAPES.search(text):
-        return "placeholder"
-    return "secret"
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 import os
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from doctor.redaction import REDACTED, secret_values
 from doctor.sources.output_probe import POD_SCRIPT, parse_pod_answer
 from doctor.sources.probe import Deadline, Probe, describe, failure_kind
 
@@ -52,6 +53,9 @@ class KubeRead:
     errors: dict[str, str]
     namespace: str | None  # None: every namespace (-A)
     server: str
+    # The values the Secrets held (their objects keep only the key names): the live read masks
+    # them wherever else they appear, then drops them (doctor.sources.live).
+    secret_values: set[str] = field(default_factory=set, repr=False)
 
 
 def kubeconfig_files(kubeconfig: str | None = None) -> str | None:
@@ -180,7 +184,8 @@ def _add_list(read: KubeRead, data: dict, kind: str) -> None:
     for item in data.get("items") or []:
         item.setdefault("kind", kind)
         if item.get("kind") == "Secret":
-            item["data"] = {key: "<redacted>" for key in item.get("data") or {}}
+            read.secret_values |= secret_values([item])
+            item["data"] = {key: REDACTED for key in item.get("data") or {}}
             item.pop("stringData", None)
         metadata = item.get("metadata") or {}
         metadata.pop("managedFields", None)

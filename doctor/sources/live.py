@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from doctor.inventory import Inventory
+from doctor.redaction import KnownSecrets
 from doctor.sources.files import InputError
 from doctor.sources.output_probe import write_probe
 from doctor.sources.probe import Deadline, Probe, describe, failure_kind, redact_url, tcp_probe
+from doctor.sources.record import Redactor
 
 LOCAL_FILE = "local.json"
 # Rendering and writing the report after the read needs a moment of the deadline.
@@ -102,8 +104,9 @@ def read_live(
     results, errors, pending = run_with_deadline(reporter.wrap(tasks), read_deadline)
     reporter.close(pending, options.timeout)
     probes: list[Probe] = []
+    redactor = _redactor(results)
     for name, value in results.items():
-        probes.extend(_apply(name, value, inventory))
+        probes.extend(_apply(name, value, inventory, redactor))
     for name, error in errors.items():
         probes.append(Probe(name, targets[name], False, failure_kind(error), describe(error)))
     for name in pending:
@@ -199,33 +202,51 @@ class SourceProgress:
                 self.report(line)
 
 
-def _apply(name: str, value, inventory: Inventory) -> list[Probe]:
+def _redactor(results: dict) -> Redactor:
+    """Masks the read's secrets (doctor.sources.record) before the inventory holds any of it: the
+    Secrets' values are kept only as long as it takes to build this, never in the inventory."""
+    kubernetes = results.get("kubernetes")
+    values = kubernetes.secret_values if kubernetes is not None else set()
+    redactor = Redactor(KnownSecrets(values))
+    values.clear()
+    return redactor
+
+
+def _apply(name: str, value, inventory: Inventory, redactor: Redactor) -> list[Probe]:
+    redact = redactor.redact
     if name == "kubernetes":
         for obj in value.objects:
-            inventory.add(obj, origin=f"live:{value.server}")
+            inventory.add(redact(obj), origin=f"live:{value.server}")
         inventory.state["kubernetes"] = {
             "server": value.server,
             "namespace": value.namespace,
             "errors": value.errors,
         }
         if value.logs:
-            inventory.state["logs"] = value.logs
+            inventory.state["logs"] = redact(value.logs)
         return value.probes
     if name == "ray":
         state, probes = value
-        inventory.state["ray"] = state
+        inventory.state["ray"] = redact(state)
         return probes
     if name == "redis":
         state, jobs, probe = value
-        inventory.state["redis"] = state
+        inventory.state["redis"] = redact(state)
         if jobs:
-            inventory.state["jobs"] = jobs
+            inventory.state["jobs"] = _redacted_jobs(jobs, redactor)
         return [probe]
     if name == "api":
         state, probe = value
-        inventory.state["service"] = state
+        inventory.state["service"] = redact(state)
         return [probe]
     return [value]  # output: a Probe
+
+
+def _redacted_jobs(jobs: dict, redactor: Redactor) -> dict:
+    """The job summaries redis_live builds are ids, states and figures: only an error text can
+    quote a secret, and walking every field of 20,000 jobs would spend seconds of the deadline."""
+    summaries = [{**job, "error": redactor.redact(job.get("error") or "")} for job in jobs["jobs"]]
+    return {**redactor.redact({k: v for k, v in jobs.items() if k != "jobs"}), "jobs": summaries}
 
 
 def _address_probes(inventory: Inventory, deadline: Deadline) -> list[Probe]:

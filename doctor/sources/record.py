@@ -5,15 +5,21 @@ only the two characters the report itself shows, so findings (and fingerprints) 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import re
+from functools import lru_cache
 from pathlib import Path
 
-from doctor.checks.secrets import judge
 from doctor.inventory import Inventory
-from doctor.redaction import SECRET_ENV_NAME, mask, redact_argv, redact_text
+from doctor.redaction import (
+    REDACTED,
+    SECRET_ENV_NAME,
+    KnownSecrets,
+    mask,
+    redact_argv,
+    redact_text,
+    shown,
+)
 from doctor.sources.files import InputError
 
 OBJECTS_FILE = "objects.json"
@@ -23,16 +29,6 @@ SECRET_KEY = re.compile(
     r"(?:^|[_.-])(PASSWORD|PASSWD|PASS|SECRET|TOKEN|API_?KEY|SECRET_?KEY|PRIVATE_?KEY|"
     r"CREDENTIALS?|AUTH|REQUIREPASS|MASTERAUTH)$"
 )
-REDACTED = "<redacted>"
-# Secret values shorter than these are not searched for: a 3-character value equals too many
-# ordinary strings (ports, flags), and masking those would change the findings.
-EQUAL_LENGTH = 6
-CONTAINED_LENGTH = 8
-
-
-def shown(value: str) -> bool:
-    """A value the report itself prints: a placeholder, a reference, a path, a flag word."""
-    return judge(value, by_name=False) != "secret"
 
 
 class Redactor:
@@ -40,8 +36,8 @@ class Redactor:
     argv after a secret flag), by what it holds (URLs, `password=`, redis.conf directives) and
     by equality with a value of a Secret in the same read."""
 
-    def __init__(self, secret_values: set[str]):
-        self.secret_values = sorted(secret_values, key=len, reverse=True)
+    def __init__(self, known: KnownSecrets):
+        self.known = known
 
     def redact(self, value, key: str = ""):
         """A deep copy of a JSON value with secrets masked."""
@@ -70,13 +66,10 @@ class Redactor:
         return {k: self.redact(v, str(k)) for k, v in value.items()}
 
     def _known(self, text: str) -> str:
-        """Mask where a Secret's value is the whole string or, for a long one, part of it."""
-        for secret in self.secret_values:
-            if text == secret or (len(secret) >= CONTAINED_LENGTH and secret in text):
-                text = text.replace(secret, mask(secret))
-        return text
+        return self.known.mask_in(text)
 
 
+@lru_cache(maxsize=4096)  # a read repeats a few hundred keys thousands of times
 def _secret_key(key: str) -> bool:
     return bool(SECRET_KEY.search(re.sub(r"[^A-Z0-9]", "_", key.upper())))
 
@@ -102,23 +95,6 @@ def _without_values(secret: dict) -> dict:
     return kept
 
 
-def secret_values(inventory: Inventory) -> set[str]:
-    """The values of the read's Secrets (data decoded, stringData), long enough to search."""
-    values = set()
-    for secret in inventory.objects.get("Secret", []):
-        for encoded in (secret.get("data") or {}).values():
-            values.add(_decoded(str(encoded)))
-        values.update(str(v) for v in (secret.get("stringData") or {}).values())
-    return {v for v in values if len(v) >= EQUAL_LENGTH and v != REDACTED}
-
-
-def _decoded(encoded: str) -> str:
-    try:
-        return base64.b64decode(encoded, validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        return encoded
-
-
 def write_snapshot(inventory: Inventory, out: str) -> list[Path]:
     from doctor.sources.snapshot import STATE_FILES
 
@@ -137,7 +113,7 @@ def write_snapshot(inventory: Inventory, out: str) -> list[Path]:
     for file, key in STATE_FILES.items():
         if key in inventory.state:
             documents[file] = inventory.state[key]
-    redactor = Redactor(secret_values(inventory))
+    redactor = Redactor(inventory.known_secrets)
     for name, document in documents.items():
         path = folder / name
         try:

@@ -37,6 +37,19 @@ def _url(service: k8s.core.v1.Service, port_name: str, template: str) -> pulumi.
     return pulumi.Output.all(service.metadata, service.spec).apply(fill)
 
 
+def operator_settings(config: StackConfig) -> dict[str, str]:
+    """Retention, watchdogs, the submission high-water mark and /docs, as the service reads
+    them (service.config.Settings)."""
+    return {
+        "MOCHI_RESULT_TTL_SECONDS": str(config.result_ttl_seconds),
+        "MOCHI_ORPHAN_GRACE_SECONDS": str(config.orphan_grace_seconds),
+        "MOCHI_JOB_TIMEOUT_SECONDS": str(config.job_timeout_seconds),
+        "MOCHI_STALL_TIMEOUT_SECONDS": str(config.stall_timeout_seconds),
+        "MOCHI_REDIS_HIGH_WATER": f"{config.redis_high_water:g}",
+        "MOCHI_DOCS_ENABLED": "true" if config.docs_enabled else "false",
+    }
+
+
 class Addresses(pulumi.ComponentResource):
     def __init__(
         self,
@@ -96,6 +109,7 @@ class Addresses(pulumi.ComponentResource):
                 "MOCHI_WORKER_HOST_MEMORY_GIB": (
                     f"{gib(config.ray_worker_memory) / config.pipelines_per_worker:g}"
                 ),
+                **operator_settings(config),
                 # Ray 2.52+ token authentication, on every Ray node and Jobs API client.
                 "RAY_AUTH_MODE": "token",
             },

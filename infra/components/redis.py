@@ -9,10 +9,13 @@ from infra import naming, podspec, sizing
 from infra.config import StackConfig
 
 # The password goes into a config file on a memory volume, never onto the command line.
+# maxmemory sits below the container limit (sizing.REDIS_MAXMEMORY_SHARE says why); when it is
+# reached, noeviction refuses writes rather than dropping jobs.
 START = (
     'printf "requirepass %s\\n" "$REDISCLI_AUTH" > /run/redis/redis.conf && '
     "exec redis-server /run/redis/redis.conf --port {port} --dir /data "
-    "--appendonly yes --appendfsync {appendfsync}"
+    "--appendonly yes --appendfsync {appendfsync} "
+    "--maxmemory {maxmemory_mib}mb --maxmemory-policy noeviction"
 )
 PING = ["sh", "-c", "redis-cli -p {port} ping | grep -q PONG"]
 
@@ -35,7 +38,11 @@ class Redis(pulumi.ComponentResource):
             "command": [
                 "sh",
                 "-c",
-                START.format(port=port, appendfsync=config.redis_appendfsync),
+                START.format(
+                    port=port,
+                    appendfsync=config.redis_appendfsync,
+                    maxmemory_mib=sizing.redis_maxmemory_mib(config),
+                ),
             ],
             # redis-cli reads REDISCLI_AUTH, so the probes authenticate without argv.
             "env": [podspec.redis_password_env("REDISCLI_AUTH")],

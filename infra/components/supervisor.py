@@ -34,7 +34,8 @@ class Supervisor(pulumi.ComponentResource):
             "env": [podspec.redis_password_env(), podspec.ray_token_env()],
             "resources": sizing.supervisor().spec(),
             "securityContext": podspec.container_security(read_only_root=True),
-            # The reaper removes a failed job's partial output, so it sees the shared volume.
+            # Its sweeper removes files no job owns (stale .partial files, lost attempts' files,
+            # expired jobs' videos), so it mounts the shared volume read-write.
             "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, podspec.output_mount()],
             # The supervisor serves its own health: /healthz while its loop ticks, /readyz while
             # its ticks reach Ray and Redis. Only the kubelet calls these; no Service fronts them.

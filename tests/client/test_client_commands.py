@@ -141,7 +141,7 @@ def test_unknown_job_is_404(mochi, service):
     for command in ("status", "cancel", "download"):
         run = mochi(command, "0" * 32, *flags(service))
         assert run.code == EXIT_NOT_FOUND, command
-        assert f"mochi {command}: job '{'0' * 32}' not found (HTTP 404)" in run.err
+        assert f"mochi {command}: no job '{'0' * 32}': it never existed or expired" in run.err
 
 
 def test_invalid_parameters_are_refused_before_sending_with_each_field(mochi, service):

@@ -365,6 +365,6 @@ def test_all_namespaces_lists_every_kind_cluster_wide(kubeconfig, api_server, ca
 
 def test_counts_say_how_many_were_hidden(capsys):
     main(["diagnose", "--manifests", BEFORE, "--min-severity", "error"])
-    assert "(0 suppressed, 13 below --min-severity)" in capsys.readouterr().out
+    assert "(0 suppressed, 14 below --min-severity)" in capsys.readouterr().out
     main(["diagnose", "--manifests", BEFORE, "--min-severity", "error", "-o", "json"])
-    assert json.loads(capsys.readouterr().out)["summary"]["hidden"] == {"warning": 12, "info": 1}
+    assert json.loads(capsys.readouterr().out)["summary"]["hidden"] == {"warning": 13, "info": 1}

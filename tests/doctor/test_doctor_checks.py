@@ -54,6 +54,7 @@ FIRES_IN = {
 # Checks whose firing inputs are in a test module of their own.
 FIRES_IN_OWN_TEST = {
     "PERM002": "test_doctor_checks.py",
+    "REDIS007": "test_secrets_redis.py",
     "AVAIL008": "test_scheduling.py",
     "NET007": "test_scheduling.py",
     "RAY011": "test_kuberay_status.py",

@@ -1,11 +1,13 @@
 """SEC005 judges values, not only names, and finds secrets where they hide; SEC003 reads a Redis
-server as Redis does; REDIS005 finds an append-only file that a restart loses. Inputs are
+server as Redis does; REDIS005 finds an append-only file that a restart loses; REDIS007 a memory
+limit with no maxmemory below it. Inputs are
 shaped like KubeRay's samples, the kubernetes/examples manifests and Helm renders."""
 
 from __future__ import annotations
 
 import textwrap
 
+from doctor.checks.redis_server import redis_bytes
 from doctor.diagnose import diagnose
 from doctor.sources import load_manifests
 
@@ -553,3 +555,79 @@ def test_config_not_in_the_input_says_nothing(tmp_path):
     """
     volumes = "[{name: conf, configMap: {name: redis-conf-from-another-chart}}]"
     assert findings(tmp_path, deployment("redis", container, volumes), "REDIS005") == []
+
+
+# -- REDIS007 ----------------------------------------------------------------------------------
+def redis_with(args: str, limit: str = "512Mi", extra: str = "") -> str:
+    return f"""
+    - name: redis
+      image: redis:7.4.2-alpine
+      args: {args}
+      resources: {{limits: {{memory: {limit}}}}}
+    {extra}"""
+
+
+def test_a_memory_limit_without_maxmemory(tmp_path):
+    found = findings(tmp_path, deployment("redis", redis_with("[]")), "REDIS007")
+    assert summary(found) == [
+        (
+            "warning",
+            "Deployment/ml/redis",
+            "command: (image default); limits.memory 512Mi; no maxmemory",
+        )
+    ]
+    assert "OOM-kills it instead of refusing writes" in found[0].message
+
+
+def test_maxmemory_not_below_the_limit(tmp_path):
+    found = findings(
+        tmp_path, deployment("redis", redis_with('["--maxmemory", "1gb"]')), "REDIS007"
+    )
+    assert [f.evidence.rsplit("; ", 1)[-1] for f in found] == ["maxmemory 1gb"]
+    assert "not below that limit" in found[0].message
+    # 536870912 bytes = 512Mi exactly: equal is not below
+    equal = redis_with('["--maxmemory", "536870912"]')
+    assert len(findings(tmp_path, deployment("redis", equal), "REDIS007")) == 1
+
+
+def test_maxmemory_from_the_mounted_config_file(tmp_path):
+    config = """
+    apiVersion: v1
+    kind: ConfigMap
+    metadata: {name: conf, namespace: ml}
+    data:
+      redis.conf: |
+        maxmemory VALUE
+        maxmemory-policy noeviction
+    """
+    mount = "  volumeMounts: [{name: conf, mountPath: /etc/redis}]"
+    container = redis_with('["/etc/redis/redis.conf"]', extra=mount)
+    volumes = "[{name: conf, configMap: {name: conf}}]"
+    for value, count in (("400mb", 0), ("0", 1), ("2gb", 1)):
+        text = textwrap.dedent(config.replace("VALUE", value)) + "---\n"
+        text += deployment("redis", container, volumes)
+        assert len(findings(tmp_path, text, "REDIS007")) == count, value
+
+
+def test_quiet_when_bounded_unlimited_or_unknown(tmp_path):
+    bounded = redis_with('["--maxmemory", "409mb", "--maxmemory-policy", "noeviction"]')
+    assert findings(tmp_path, deployment("redis", bounded), "REDIS007") == []
+    no_limit = """
+    - name: redis
+      image: redis:7.4.2-alpine
+    """
+    assert findings(tmp_path, deployment("redis", no_limit), "REDIS007") == []
+    from_shell = redis_with('["--maxmemory", "$(MAXMEMORY)"]')
+    assert findings(tmp_path, deployment("redis", from_shell), "REDIS007") == []
+    elsewhere = redis_with(
+        '["/etc/redis/redis.conf"]', extra="  volumeMounts: [{name: conf, mountPath: /etc/redis}]"
+    )
+    volumes = "[{name: conf, configMap: {name: from-another-chart}}]"
+    assert findings(tmp_path, deployment("redis", elsewhere, volumes), "REDIS007") == []
+
+
+def test_redis_memory_units():
+    assert redis_bytes("409mb") == 409 * 2**20
+    assert redis_bytes("1G") == 10**9
+    assert redis_bytes("100000") == 100000
+    assert redis_bytes("lots") is None

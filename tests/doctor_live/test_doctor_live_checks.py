@@ -94,8 +94,15 @@ def faulty_state() -> dict:
             "url": "redis://redis:6379/0",
             "reachable": True,
             "password_used": False,
-            "info": {"aof_enabled": 0, "evicted_keys": 12, "maxmemory_policy": "allkeys-lru"},
+            "info": {
+                "aof_enabled": 0,
+                "evicted_keys": 12,
+                "maxmemory_policy": "allkeys-lru",
+                "used_memory": 3_000_000,
+                "maxmemory": 0,
+            },
             "config": {
+                "maxmemory": "0",
                 "save": "",
                 "appendonly": "no",
                 "maxmemory-policy": "allkeys-lru",

@@ -88,7 +88,8 @@ def test_worker_actors_sigkilled_repeatedly_under_a_backlog(healthy_stack, http,
 
 def _driver_pid(stack) -> tuple[str, int]:
     submission = stack.store().redis.get(POOL_SUBMISSION).decode()
-    details = httpx.get(f"{stack.ray.dashboard_url}/api/jobs/{submission}", timeout=10).json()
+    url = f"{stack.ray.dashboard_url}/api/jobs/{submission}"
+    details = httpx.get(url, headers=stack.ray.auth_headers(), timeout=10).json()
     pid = int(details["driver_info"]["pid"])
     assert "service.cli" in cmdline(pid) or "pool" in cmdline(pid), cmdline(pid)
     return submission, pid

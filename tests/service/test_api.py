@@ -1,5 +1,6 @@
 """The HTTP API over a real Redis: validation limits, auth, isolation, idempotency, admission."""
 
+import time
 from dataclasses import replace
 
 import pytest
@@ -113,6 +114,27 @@ def test_idempotent_retry_returns_the_same_job(api, redis_client):
     assert other_account["id"] != first["id"]
 
 
+def test_idempotency_key_with_another_body_is_a_422_naming_the_conflict(api, redis_client):
+    first = submit(api, **{"Idempotency-Key": "order-7"}).json()
+    reordered = {key: VALID[key] for key in reversed(VALID)}
+    assert submit(api, reordered, **{"Idempotency-Key": "order-7"}).json()["id"] == first["id"]
+    explicit_default = {**VALID, "num_inference_steps": 64}  # the same job, spelled out
+    assert submit(api, explicit_default, **{"Idempotency-Key": "order-7"}).status_code == 202
+    for path in ("/v1/jobs", "/generate"):
+        conflict = api.post(
+            path,
+            json={**VALID, "prompt": "a dog"},
+            headers={**api.as_user("alice"), "Idempotency-Key": "order-7"},
+        )
+        assert conflict.status_code == 422, conflict.text
+        answer = conflict.json()
+        assert answer["error"].startswith(
+            "Idempotency-Key 'order-7' was used with a different body"
+        )
+        assert answer["job_id"] == first["id"] and answer["field"] == "Idempotency-Key"
+    assert redis_client.llen("mochi:queue") == 1
+
+
 def test_list_is_own_jobs_newest_first_paginated(api):
     ids = [submit(api).json()["id"] for _ in range(5)]
     submit(api, user="bob")
@@ -172,7 +194,7 @@ def test_readyz_is_503_with_the_reason_until_a_worker_is_alive(api, redis_client
     from service.jobstore import JobStore
 
     JobStore(redis_client).register_worker("w1", {"pid": 1})
-    assert api.get("/readyz").json() == {"ready": True, "workers": 1}
+    assert api.get("/readyz").json() == {"ready": True, "workers": 1, "not_progressing": []}
     assert api.get("/healthz").status_code == 200
 
 
@@ -202,3 +224,91 @@ def test_chunked_body_over_64kb_is_413(api):
 def test_unknown_route_is_a_json_404(api):
     response = api.get("/nowhere")
     assert response.status_code == 404 and response.json()["error"]
+
+
+def test_unknown_and_expired_jobs_are_404_with_the_retention(settings, redis_client):
+    from service import auth
+    from service.jobstore import JobStore
+
+    one_second = replace(settings, result_ttl_seconds=1)
+    headers = {"Authorization": f"Bearer {auth.add_key(redis_client, 'alice')}"}
+    with TestClient(create_app(one_second)) as client:
+        job_id = client.post("/v1/jobs", json=VALID, headers=headers).json()["id"]
+        store = JobStore.from_settings(redis_client, one_second)
+        claim = store.claim("w1")
+        assert claim.job_id == job_id and store.finish(claim, "w1", "failed", error="test")
+        assert client.get(f"/v1/jobs/{job_id}", headers=headers).json()["status"] == "failed"
+        time.sleep(1.2)
+        gone = client.get(f"/v1/jobs/{job_id}", headers=headers)
+        assert gone.status_code == 404
+        assert gone.json()["error"] == (
+            f"no job '{job_id}': it never existed or expired (finished jobs are kept 1 second)"
+        )
+    never = api_missing_reason(settings)
+    assert never.endswith("it never existed or expired (finished jobs are kept 7 days)")
+
+
+def api_missing_reason(settings) -> str:
+    from service import auth
+
+    with TestClient(create_app(settings)) as client:
+        key = auth.add_key(client.app.state.redis, "alice")
+        answer = client.get("/v1/jobs/" + "0" * 32, headers={"Authorization": f"Bearer {key}"})
+        assert answer.status_code == 404
+        return answer.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "words"),
+    [
+        (7 * 86400, "7 days"),
+        (86400, "1 day"),
+        (7200, "2 hours"),
+        (5400, "90 minutes"),
+        (45, "45 seconds"),
+    ],
+)
+def test_retention_is_said_in_words(seconds, words):
+    from service.api import human_duration
+
+    assert human_duration(seconds) == words
+
+
+def test_metrics_count_what_the_sweeper_removed(api, redis_client):
+    redis_client.hincrby("mochi:swept", "jobs", 3)
+    redis_client.hincrby("mochi:swept", "partials", 2)
+    body = api.get("/metrics").text
+    assert 'mochi_swept_total{kind="jobs"} 3.0' in body
+    assert 'mochi_swept_total{kind="partials"} 2.0' in body
+    assert 'mochi_swept_total{kind="videos"} 0.0' in body
+    assert 'mochi_swept_total{kind="attempts"} 0.0' in body
+
+
+def test_swagger_ui_is_off_unless_enabled_and_the_openapi_document_stays(settings):
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/docs").status_code == 404
+        assert client.get("/redoc").status_code == 404
+        assert client.get("/openapi.json").json()["paths"]["/v1/jobs"]
+        assert "cdn" not in client.get("/web/").text.lower()
+    with TestClient(create_app(replace(settings, docs_enabled=True))) as client:
+        docs = client.get("/docs")
+        assert docs.status_code == 200 and "swagger-ui" in docs.text
+
+
+def test_bootstrap_keys_are_reconciled_at_each_start(settings, redis_client):
+    from service import auth
+
+    carol, dave = auth.new_key(), auth.new_key()
+    created = auth.add_key(redis_client, "erin")  # `mochi keys create`: never reconciled away
+
+    def answers(bootstrap: str) -> dict[str, int]:
+        with TestClient(create_app(replace(settings, bootstrap_api_keys=bootstrap))) as client:
+            return {
+                name: client.get("/v1/jobs", headers={"Authorization": f"Bearer {key}"}).status_code
+                for name, key in (("carol", carol), ("dave", dave), ("erin", created))
+            }
+
+    assert answers(f"carol:{carol},dave:{dave}") == {"carol": 200, "dave": 200, "erin": 200}
+    assert answers(f"carol:{carol}") == {"carol": 200, "dave": 401, "erin": 200}
+    assert answers("") == {"carol": 401, "dave": 401, "erin": 200}
+    assert [key.account for key in auth.stored_keys(redis_client)] == ["erin"]

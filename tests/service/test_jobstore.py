@@ -6,7 +6,20 @@ import time
 import pytest
 import redis
 
-from service.jobstore import QUEUE, JobStore, QueueFull
+from service.config import Settings
+from service.jobstore import (
+    QUEUE,
+    QUEUED_PER_ACCOUNT,
+    IdempotencyConflict,
+    JobStore,
+    QueueFull,
+    Submission,
+    VideoName,
+    idempotency_key,
+    params_hash,
+    parse_video_name,
+    video_name,
+)
 
 
 def store_on(server, **kwargs) -> JobStore:
@@ -92,3 +105,90 @@ def test_redis_killed_and_restarted_with_aof_loses_no_queued_job(redis_server):
     queued = [value.decode() for value in after.redis.lrange(QUEUE, 0, -1)]
     assert queued == created
     assert all(after.get(job_id)["status"] == "queued" for job_id in created)
+
+
+def test_a_repeated_submission_returns_its_job_and_counts_it_once(redis_server):
+    store = store_on(redis_server)
+    submission = Submission("account", "acct", {"prompt": "x"}, 3, 10)
+    first, created = store.submit(submission)
+    again, created_again = store.submit(submission)
+    assert created and created_again and again["id"] == first["id"] == submission.job_id
+    assert store.queue_length() == 1
+    assert store.redis.hget(QUEUED_PER_ACCOUNT, "acct") == b"1"
+    assert store.list_for_account("acct", 0, 10)[1] == 1
+
+
+def test_idempotency_key_remembers_the_body(redis_server):
+    store = store_on(redis_server)
+    first, created = store.create("acct", {"prompt": "x"}, idempotency="k")
+    assert created
+    same, created = store.create("acct", {"prompt": "x"}, idempotency="k")
+    assert not created and same["id"] == first["id"]
+    with pytest.raises(IdempotencyConflict) as conflict:
+        store.create("acct", {"prompt": "other"}, idempotency="k")
+    assert conflict.value.job_id == first["id"] and "different body" in str(conflict.value)
+    assert store.queue_length() == 1
+    # A key stored before body hashes existed holds only the job id: it matches any body.
+    old = store.create("acct", {"prompt": "old"})[0]["id"]
+    store.redis.set(idempotency_key("acct", "legacy"), old)
+    assert store.create("acct", {"prompt": "new"}, idempotency="legacy")[0]["id"] == old
+
+
+def test_the_api_passes_its_body_hash(redis_server):
+    store = store_on(redis_server)
+    params = {"prompt": "x", "num_frames": 7}
+    assert params_hash(params) == params_hash({"num_frames": 7, "prompt": "x"})
+    assert Submission.params_hash(params) == params_hash(params)
+    made = Submission("account", "acct", params, 3, 10, "k", body_hash=params_hash(params))
+    store.submit(made)
+    stored = store.redis.get(idempotency_key("acct", "k")).decode()
+    assert stored == f"{made.job_id}:{params_hash(params)}"
+    changed = Submission("account", "acct", params, 3, 10, "k", body_hash=params_hash({"a": 1}))
+    with pytest.raises(IdempotencyConflict):
+        store.submit(changed)
+
+
+def test_claim_and_cancel_repeated_with_their_token_answer_as_the_first_time(redis_server):
+    store = store_on(redis_server)
+    ids = [store.create("acct", {"prompt": str(i)})[0]["id"] for i in range(2)]
+    first = store.claim("w", token="t1")
+    assert store.claim("w", token="t1") == first and first.job_id == ids[0]
+    assert store.queue_length() == 1 and store.get(ids[1])["attempts"] == 0
+    assert store.claim("w2", token="t2").job_id == ids[1]
+    assert store.claim("w2", token="t2").job_id == ids[1] and store.queue_length() == 0
+    queued = store.create("acct", {"prompt": "q"})[0]["id"]
+    assert store.cancel(queued, "acct", token="c1") == "canceled"
+    assert store.cancel(queued, "acct", token="c1") == "canceled"
+    assert store.cancel(queued, "acct") == "already-canceled"  # a new request: a conflict
+    assert store.redis.hget(QUEUED_PER_ACCOUNT, "acct") is None  # zero: the field is dropped
+    assert store.cancel(ids[0], "acct", token="c2") == "canceling"
+    assert store.cancel(ids[0], "acct", token="c2") == "canceling"
+
+
+def test_finish_repeated_with_the_same_result_succeeds_and_another_result_is_refused(redis_server):
+    store = store_on(redis_server)
+    job_id = store.create("acct", {"prompt": "x"})[0]["id"]
+    claim = store.claim("w")
+    video = video_name(job_id, claim.attempt)
+    assert store.finish(claim, "w", "succeeded", video=video)
+    assert store.finish(claim, "w", "succeeded", video=video)
+    assert not store.finish(claim, "w", "failed", "late")
+    assert not store.finish(claim, "intruder", "succeeded", video=video)
+    assert store.get(job_id)["status"] == "succeeded"
+
+
+def test_video_file_names_name_their_job_and_attempt():
+    job_id = "0123456789abcdef0123456789abcdef"
+    assert video_name(job_id, 2) == f"{job_id}-a2.mp4"
+    assert parse_video_name(f"{job_id}-a2.mp4") == VideoName(job_id, 2, False)
+    assert parse_video_name(f"{job_id}-a12.mp4.partial") == VideoName(job_id, 12, True)
+    for other in ("notes.txt", f"{job_id}.mp4", f"{job_id}-a0.mp4", f"../{job_id}-a1.mp4"):
+        assert parse_video_name(other) is None
+
+
+def test_store_takes_its_retention_from_settings(redis_server):
+    client = redis.Redis.from_url(redis_server.url)
+    store = JobStore.from_settings(client, Settings(result_ttl_seconds=60, lease_seconds=7.0))
+    assert (store.result_ttl_seconds, store.lease_seconds) == (60, 7.0)
+    with pytest.raises(ValueError, match="result_ttl_seconds must be above 0"):
+        JobStore(client, result_ttl_seconds=0)

@@ -1,6 +1,7 @@
 """A GenerationWorker in-process (no Ray): the real tiny pipeline, real Redis, real MP4s."""
 
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -70,3 +71,34 @@ def test_the_pipeline_is_built_once_per_worker_process(worker):
     worker.serve(max_jobs=3)
     assert generation.pipeline_loads == loads
     assert worker.info()["pipeline_loads"] == loads
+
+
+HEARTBEAT_DELAY_SECONDS = 0.010
+
+
+class SlowHeartbeatStore(JobStore):
+    """The real store with each heartbeat round trip HEARTBEAT_DELAY_SECONDS slower on both
+    sides, as on a loaded network: answers arrive after the worker may have moved on."""
+
+    def heartbeat(self, claim, worker, step=-1):
+        time.sleep(HEARTBEAT_DELAY_SECONDS)
+        answer = super().heartbeat(claim, worker, step)
+        time.sleep(HEARTBEAT_DELAY_SECONDS)
+        return answer
+
+
+def test_a_late_heartbeat_answer_never_stops_the_next_job(settings):
+    """Many short jobs back to back with heartbeats every 33 ms: an answer about a job that
+    just finished ('lost', its claim is over) must not stop the job claimed after it. Before
+    answers were bound to their claim, 7 of 40 jobs were stopped this way and left running."""
+    worker = GenerationWorker(replace(settings, lease_seconds=0.1))
+    worker.store = SlowHeartbeatStore(worker.store.redis, 0.1, settings.max_attempts)
+    quick = {**JOB, "num_frames": 7, "num_inference_steps": 2, "guidance_scale": 0.0}
+    try:
+        ids = [worker.store.create("acct", quick)[0]["id"] for _ in range(40)]
+        assert worker.serve(max_jobs=len(ids)) == len(ids)
+        jobs = [worker.store.get(job_id) for job_id in ids]
+        outcomes = [(job["status"], job["attempts"]) for job in jobs]
+        assert outcomes == [("succeeded", 1)] * len(ids)
+    finally:
+        worker.close()

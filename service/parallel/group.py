@@ -1,0 +1,217 @@
+"""One job across N ranks: N Ray actors packed on one node, joined by torch.distributed.
+
+Each rank loads the whole pipeline (GenerationEngine, as a one-GPU worker does) and splits the
+transformer with `enable_context_parallel`. Per job, rank 0 is handed the parameters and
+broadcasts them; every rank runs the service's own `GenerationEngine.generate` on them, so each
+starts from the same seeded noise and runs the denoising loop on its share. After every step rank 0
+broadcasts whether to go on (its step hook may stop the job: cancel, lost lease), so all ranks
+leave together. Followers leave after the last step; rank 0 alone decodes and returns the frames.
+
+A rank that dies fails the call at once: the caller waits on all ranks together and raises on the
+first failure, then ends the group (survivors may be blocked in a collective). Collectives and
+every wait carry timeouts, so no failure hangs the caller.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import time
+from collections.abc import Callable
+from datetime import timedelta
+
+import numpy as np
+import ray
+import torch
+import torch.distributed as dist
+from ray.util.placement_group import placement_group, remove_placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+from service.generation import GenerationEngine, JobStopped
+from service.parallel.mochi_plan import check_world_size, enable_context_parallel
+from service.params import MAX_SEED, GenerationParams
+
+# genmo/mochi-1-preview's transformer config; the tiny model reads its own.
+MOCHI_1_ATTENTION_HEADS = 24
+DEFAULT_TIMEOUT_SECONDS = 600.0
+
+
+class GroupFailed(RuntimeError):
+    """A rank died or raised, or the group missed its deadline; the group is closed."""
+
+
+class _ShareDone(Exception):
+    """Raised on a follower after the last step: the frames are decoded on rank 0 only."""
+
+
+def attention_heads(model: str) -> int:
+    if model == "tiny":
+        from service.tiny_model import build_transformer
+
+        return build_transformer().config.num_attention_heads
+    return MOCHI_1_ATTENTION_HEADS
+
+
+def rendezvous_address() -> str:
+    """A free TCP port on this node, for rank 0's torch.distributed store."""
+    host = ray.util.get_node_ip_address()
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return f"tcp://{host}:{sock.getsockname()[1]}"
+
+
+def join_process_group(rank: int, world_size: int, address: str, timeout_s: float) -> str:
+    """NCCL for CUDA tensors where there is a GPU; gloo for CPU tensors always (the per-job
+    broadcasts and step flags are small CPU tensors)."""
+    backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(
+        backend,
+        init_method=address,
+        rank=rank,
+        world_size=world_size,
+        timeout=timedelta(seconds=timeout_s),
+    )
+    return backend
+
+
+@ray.remote(max_restarts=0, max_task_retries=0)
+class ContextParallelRank:
+    def __init__(self, rank: int, world_size: int, model: str):
+        self.rank, self.world_size, self.model = rank, world_size, model
+        self.engine: GenerationEngine | None = None
+
+    def address(self) -> str:
+        return rendezvous_address()
+
+    def join(self, address: str, timeout_s: float) -> str:
+        backend = join_process_group(self.rank, self.world_size, address, timeout_s)
+        self.engine = GenerationEngine.load(self.model)
+        if self.world_size > 1:
+            enable_context_parallel(
+                self.engine.pipeline.transformer, torch.device(self.engine.device)
+            )
+        return backend
+
+    def run(
+        self, params: dict | None, on_step: Callable[[int, int], None] | None = None
+    ) -> tuple[np.ndarray, dict[str, float]] | None:
+        """Rank 0: `params` and the job's step hook; followers: None, and they return None."""
+        job = GenerationParams(**_broadcast_params(params))
+        if self.rank == 0:
+            return self.engine.generate(
+                job, on_step=lambda step, total: _lead_step(on_step, step, total)
+            )
+        try:
+            self.engine.generate(job, on_step=_follow_step)
+        except _ShareDone:
+            return None
+
+
+def _broadcast_params(params: dict | None) -> dict:
+    """Rank 0 fixes the seed when the job has none: every rank must draw the same noise."""
+    if params is not None and params.get("seed") is None:
+        params = {**params, "seed": random.randrange(MAX_SEED)}
+    message = [params]
+    dist.broadcast_object_list(message, src=0, device=torch.device("cpu"))
+    return message[0]
+
+
+def _broadcast_stop(stop: bool) -> bool:
+    flag = torch.tensor([int(stop)])
+    dist.broadcast(flag, src=0)
+    return bool(flag.item())
+
+
+def _lead_step(on_step: Callable[[int, int], None] | None, step: int, total: int) -> None:
+    try:
+        if on_step is not None:
+            on_step(step, total)
+    except JobStopped:
+        _broadcast_stop(True)
+        raise
+    _broadcast_stop(False)
+
+
+def _follow_step(step: int, total: int) -> None:
+    if _broadcast_stop(False):
+        raise JobStopped("stopped by rank 0")
+    if step == total:
+        raise _ShareDone()
+
+
+class WorkerGroup:
+    """N ranks for one job at a time. Built by `start`; unusable (closed) after a failure."""
+
+    def __init__(self, ranks: list, placement, timeout_s: float):
+        self.ranks, self.placement, self.timeout_s = ranks, placement, timeout_s
+
+    @classmethod
+    def start(
+        cls,
+        world_size: int,
+        model: str = "tiny",
+        cpus_per_rank: float = 1,
+        gpus_per_rank: float = 0,
+        timeout_s: float = DEFAULT_TIMEOUT_SECONDS,
+    ) -> WorkerGroup:
+        check_world_size(world_size, attention_heads(model))
+        bundle = {"CPU": cpus_per_rank, **({"GPU": gpus_per_rank} if gpus_per_rank else {})}
+        placement = placement_group([bundle] * world_size, strategy="STRICT_PACK")
+        try:
+            ray.get(placement.ready(), timeout=timeout_s)
+        except ray.exceptions.GetTimeoutError:
+            remove_placement_group(placement)
+            raise GroupFailed(
+                f"{world_size} ranks of {bundle} each cannot be placed together on one node "
+                f"within {timeout_s:g} s"
+            ) from None
+        ranks = [
+            ContextParallelRank.options(
+                num_cpus=cpus_per_rank,
+                num_gpus=gpus_per_rank,
+                scheduling_strategy=PlacementGroupSchedulingStrategy(placement, index),
+            ).remote(index, world_size, model)
+            for index in range(world_size)
+        ]
+        group = cls(ranks, placement, timeout_s)
+        address = group._wait([ranks[0].address.remote()], "rendezvous")[0]
+        group._wait([rank.join.remote(address, timeout_s) for rank in ranks], "join")
+        return group
+
+    def generate(
+        self, params: GenerationParams, on_step: Callable[[int, int], None] | None = None
+    ) -> tuple[np.ndarray, dict[str, float]]:
+        """The job's frames and rank 0's metrics. `on_step` runs on rank 0 after every step and
+        may raise JobStopped, which every rank obeys; the group stays usable after that."""
+        calls = [self.ranks[0].run.remote(params.model_dump(), on_step)]
+        calls += [rank.run.remote(None) for rank in self.ranks[1:]]
+        return self._wait(calls, "generate")[0]
+
+    def _wait(self, calls: list, what: str) -> list:
+        deadline = time.monotonic() + self.timeout_s
+        pending, stopped = list(calls), None
+        while pending:
+            ready, pending = ray.wait(pending, timeout=max(0.0, deadline - time.monotonic()))
+            if not ready:
+                self.close()
+                raise GroupFailed(f"{what}: ranks did not finish within {self.timeout_s:g} s")
+            for call in ready:
+                try:
+                    ray.get(call)
+                except JobStopped as error:
+                    stopped = error
+                except Exception as error:
+                    self.close()
+                    rank = calls.index(call)
+                    raise GroupFailed(f"{what}: rank {rank} failed: {error}") from error
+        if stopped is not None:
+            raise stopped
+        return ray.get(calls)
+
+    def close(self) -> None:
+        for rank in self.ranks:
+            ray.kill(rank)
+        self.ranks = []
+        if self.placement is not None:
+            remove_placement_group(self.placement)
+            self.placement = None

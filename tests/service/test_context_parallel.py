@@ -1,0 +1,167 @@
+"""One job across ranks: real Ray actors in a placement group, a real gloo process group.
+
+Tolerance: float32 on the CPU. Splitting changes only the order in which attention sums over keys
+(each rank's keys come back in rank order), so each layer differs by rounding, about 1e-7
+relative. 1e-4 on frames in [0, 1] leaves room for that to grow over layers and steps and is
+still 1/40 of one 8-bit level. The mistake this catches is gross: with the plan but Mochi's own
+processor (attention confined to a rank's share) the layer test's outputs move by 9.2 of 20.7.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import tempfile
+import time
+
+import numpy as np
+import pytest
+import ray
+import torch
+
+from service.generation import GenerationEngine, JobStopped
+from service.parallel.group import (
+    GroupFailed,
+    WorkerGroup,
+    join_process_group,
+    rendezvous_address,
+)
+from service.parallel.mochi_plan import ParallelismRefused, enable_context_parallel
+from service.params import GenerationParams
+from service.tiny_model import build_transformer
+
+FRAME_TOLERANCE = 1e-4
+# 13 frames at 80x112: 3 latent frames of 5x7 patches, 105 video tokens, split 53 + 52; the
+# prompt's tokens all fall in rank 0's half of the text, the empty negative prompt's too.
+JOB = GenerationParams(
+    prompt="a red fox",
+    negative_prompt="",
+    num_frames=13,
+    height=80,
+    width=112,
+    num_inference_steps=4,
+    guidance_scale=4.5,
+    seed=7,
+)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray cluster for this module, token-authenticated with a token of its own (so
+    that nothing is written to ~/.ray), in its own short temp folder."""
+    temp_dir = tempfile.mkdtemp(prefix="mochi-ray-", dir="/tmp")
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv("RAY_AUTH_MODE", raising=False)
+        env.setenv("RAY_AUTH_TOKEN", secrets.token_hex(32))
+        ray.init(
+            address="local",
+            num_cpus=4,
+            include_dashboard=False,
+            log_to_driver=False,
+            _temp_dir=temp_dir,
+        )
+        yield
+        ray.shutdown()
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def two_ranks(local_ray):
+    """Shared by the tests below; the last one kills a rank, which closes it."""
+    group = WorkerGroup.start(2, "tiny", timeout_s=120)
+    yield group
+    group.close()
+
+
+def test_two_ranks_give_the_frames_of_one(two_ranks):
+    one_rank, _ = GenerationEngine.load("tiny").generate(JOB)
+    split, metrics = two_ranks.generate(JOB)
+    deviation = float(np.abs(split - one_rank).max())
+    print(f"2 ranks vs 1: max abs frame deviation {deviation:.3e} (tolerance {FRAME_TOLERANCE})")
+    assert split.shape == one_rank.shape == (13, 80, 112, 3)
+    assert one_rank.std() > 0.01
+    assert deviation <= FRAME_TOLERANCE
+    assert metrics["mean_step_seconds"] > 0
+
+
+def _random_transformer() -> torch.nn.Module:
+    """The tiny transformer with every weight drawn, RoPE frequencies included (zero when
+    built), so that a wrong split of any input shows."""
+    torch.manual_seed(0)
+    transformer = build_transformer().eval()
+    with torch.no_grad():
+        for parameter in transformer.parameters():
+            parameter.normal_(0, 0.3)
+    return transformer
+
+
+def _transformer_inputs():
+    generator = torch.Generator().manual_seed(1)
+    latents = torch.randn(2, 12, 3, 10, 14, generator=generator)
+    text = torch.randn(2, 32, 32, generator=generator)
+    mask = torch.zeros(2, 32, dtype=torch.long)
+    mask[0, :20], mask[1, :1] = 1, 1  # the prompt spans both ranks' text shares
+    return latents, text, torch.tensor([500, 500]), mask
+
+
+@ray.remote(num_cpus=1)
+class _TransformerRank:
+    def address(self) -> str:
+        return rendezvous_address()
+
+    def forward(self, rank: int, world_size: int, address: str) -> np.ndarray:
+        join_process_group(rank, world_size, address, timeout_s=60)
+        transformer = _random_transformer()
+        enable_context_parallel(transformer, torch.device("cpu"))
+        with torch.no_grad():
+            return transformer(*_transformer_inputs(), return_dict=False)[0].numpy()
+
+
+def test_the_plan_splits_every_input_of_the_transformer_right(local_ray):
+    with torch.no_grad():
+        whole = _random_transformer()(*_transformer_inputs(), return_dict=False)[0].numpy()
+    ranks = [_TransformerRank.remote() for _ in range(2)]
+    address = ray.get(ranks[0].address.remote(), timeout=60)
+    outputs = ray.get([r.forward.remote(i, 2, address) for i, r in enumerate(ranks)], timeout=120)
+    scale = float(np.abs(whole).max())
+    for rank, output in enumerate(outputs):
+        deviation = float(np.abs(output - whole).max())
+        print(f"rank {rank}: max abs deviation {deviation:.3e} of outputs up to {scale:.1f}")
+        assert deviation <= 1e-5 * scale
+    for rank in ranks:
+        ray.kill(rank)
+
+
+def test_a_stop_on_rank_0_stops_every_rank_and_the_group_serves_on(two_ranks):
+    def stop_at_second_step(step: int, total: int) -> None:
+        if step == 2:
+            raise JobStopped("canceled")
+
+    with pytest.raises(JobStopped, match="canceled"):
+        two_ranks.generate(JOB, on_step=stop_at_second_step)
+    frames, _ = two_ranks.generate(JOB.model_copy(update={"num_inference_steps": 2}))
+    assert frames.shape == (13, 80, 112, 3)
+
+
+def test_a_world_size_not_dividing_the_heads_is_refused(local_ray):
+    with pytest.raises(ParallelismRefused, match="gpus per job 3 .* 2 attention heads"):
+        WorkerGroup.start(3, "tiny")
+
+
+def test_a_killed_rank_fails_the_call_within_a_bound(two_ranks):
+    group = two_ranks
+    survivor, victim = group.ranks
+
+    def kill_rank_1(step: int, total: int) -> None:
+        if step == 1:
+            ray.kill(victim)
+
+    started = time.monotonic()
+    with pytest.raises(GroupFailed, match="generate: rank [01] failed"):
+        group.generate(JOB.model_copy(update={"num_inference_steps": 50}), on_step=kill_rank_1)
+    elapsed = time.monotonic() - started
+    print(f"a killed rank failed the call after {elapsed:.1f} s")
+    assert elapsed < group.timeout_s
+    assert group.ranks == []
+    with pytest.raises(ray.exceptions.RayActorError):
+        ray.get(survivor.address.remote(), timeout=30)
