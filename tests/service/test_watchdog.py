@@ -23,7 +23,8 @@ from service.worker import GenerationWorker
 
 HANG = "hang here"
 JOB = {"num_frames": 7, "height": 64, "width": 64, "num_inference_steps": 2, "guidance_scale": 0.0}
-CALIBRATION = Path(__file__).resolve().parents[3] / "shared/data/mochi-h200-calibration.json"
+# The repository's copy of shared/data's H200 calibration (the memory model's tests read it too).
+CALIBRATION = Path(__file__).resolve().parents[1] / "data" / "mochi-h200-calibration.json"
 
 
 # --- limits -----------------------------------------------------------------------------------
@@ -42,7 +43,6 @@ def test_the_derived_stall_limit_follows_the_step_time_estimate_above_the_floor(
     assert configured.stall_after == 7 and not configured.stall_derived
 
 
-@pytest.mark.skipif(not CALIBRATION.exists(), reason=f"{CALIBRATION} not present")
 def test_the_step_time_estimate_matches_every_measured_step_within_10_percent():
     results = json.loads(CALIBRATION.read_text())["results"]
     forwards = [row for row in results if row["component"] == "transformer_forward"]
