@@ -31,7 +31,6 @@ from service.auth_failures import FailedAuthLimiter
 from service.body_limit import BodySizeLimit
 from service.config import Settings
 from service.jobstore import (
-    PREFIX,
     SUBMIT_LUA,
     IdempotencyConflict,
     JobStore,
@@ -54,9 +53,7 @@ MAX_BODY_BYTES = 64 * 1024
 MAX_IDEMPOTENCY_KEY_CHARS = 200
 MAX_PAGE = 100
 REDIS_RETRY_AFTER_SECONDS = "2"
-SWEPT = f"{PREFIX}:swept"
 ParsedBody = TypeVar("ParsedBody", bound=BaseModel)
-SWEPT_KINDS = ("jobs", "videos", "partials", "attempts")
 
 
 class ErrorField(BaseModel):
@@ -140,7 +137,7 @@ class Metrics:
         )
         queue = Gauge("mochi_queue_length", "Jobs waiting in the queue", registry=self.registry)
         queue.set_function(store.queue_length)
-        self.registry.register(SweptCollector(store.redis))
+        self.registry.register(SweptCollector(store))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -150,19 +147,18 @@ class SweptCollector:
     """`mochi_swept_total{kind=...}`: what the sweeper deleted, from its counters in Redis
     (shared by every API replica and the sweeper, so they survive restarts)."""
 
-    def __init__(self, client: redis.Redis):
-        self.client = client
+    def __init__(self, store: JobStore):
+        self.store = store
 
     def describe(self):
         return []  # not read at registration: Redis may be down then
 
     def collect(self):
-        counts = {name.decode(): int(value) for name, value in self.client.hgetall(SWEPT).items()}
         family = CounterMetricFamily(
             "mochi_swept", "Expired jobs and orphaned files deleted, by kind", labels=["kind"]
         )
-        for kind in sorted({*SWEPT_KINDS, *counts}):
-            family.add_metric([kind], counts.get(kind, 0))
+        for kind, count in sorted(self.store.swept_counts().items()):
+            family.add_metric([kind], count)
         yield family
 
 

@@ -34,6 +34,9 @@ WAKE = f"{PREFIX}:wake"
 QUEUED_PER_ACCOUNT = f"{PREFIX}:queued-per-account"
 WORKERS = f"{PREFIX}:workers"
 WORKERS_SEEN = f"{PREFIX}:workers-seen"
+# What the sweeper removed, by kind (a hash shared by every sweeper and API replica).
+SWEPT = f"{PREFIX}:swept"
+SWEPT_KINDS = ("jobs", "videos", "partials", "attempts")
 # Ended jobs by expiry time, members "<job id> <account>": what to remove from account lists.
 EXPIRING = f"{PREFIX}:expiring"
 # A worker's last claim, "<token> <job id>", for a repeat of that claim: one key per worker.
@@ -437,7 +440,7 @@ class VideoName(NamedTuple):
     partial: bool
 
 
-_VIDEO_NAME = re.compile(rf"^([0-9a-f]{{{JOB_ID_LENGTH}}})-a([1-9][0-9]*)\.mp4(\.partial)?$")
+_VIDEO_NAME = re.compile(rf"([0-9a-f]{{{JOB_ID_LENGTH}}})-a([1-9][0-9]*)\.mp4(\.partial)?")
 
 
 def video_name(job_id: str, attempt: int) -> str:
@@ -447,7 +450,7 @@ def video_name(job_id: str, attempt: int) -> str:
 
 def parse_video_name(name: str) -> VideoName | None:
     """The job and attempt a file of the output directory belongs to; None for other files."""
-    match = _VIDEO_NAME.match(name)
+    match = _VIDEO_NAME.fullmatch(name)
     if not match:
         return None
     return VideoName(match[1], int(match[2]), match[3] is not None)
@@ -574,10 +577,7 @@ class JobStore:
 
     def existing(self, job_ids: list[str]) -> set[str]:
         """The ids of these jobs that still have a record (not expired)."""
-        pipe = self.redis.pipeline(transaction=False)
-        for job_id in job_ids:
-            pipe.exists(job_key(job_id))
-        return {job_id for job_id, found in zip(job_ids, pipe.execute(), strict=True) if found}
+        return {job_id for job_id, owner in self.file_owners(job_ids).items() if owner}
 
     def list_for_account(self, account: str, offset: int, limit: int) -> tuple[list[dict], int]:
         self.prune_expired()
@@ -685,8 +685,6 @@ class JobStore:
 
     # --- watchdog and sweeper
 
-    SWEPT = f"{PREFIX}:swept"
-
     # Requeue a claimed job with a reason, fenced like finish; 'cancel' (the client asked) and
     # 'last' (no attempt left) are left to finish, which records terminal states.
     # KEYS: job, leases, queue, queued-per-account, wake; ARGV: id, worker, attempt, reason
@@ -747,8 +745,13 @@ return {'requeued'}
         pipe = self.redis.pipeline(transaction=False)
         for kind, count in counts.items():
             if count:
-                pipe.hincrby(self.SWEPT, kind, count)
+                pipe.hincrby(SWEPT, kind, count)
         pipe.execute()
+
+    def swept_counts(self) -> dict[str, int]:
+        """The `mochi:swept` counters, every kind of SWEPT_KINDS present (0 before any sweep)."""
+        counts = {_text(kind): int(value) for kind, value in self.redis.hgetall(SWEPT).items()}
+        return {**dict.fromkeys(SWEPT_KINDS, 0), **counts}
 
     def server_time(self) -> float:
         seconds, micros = self.redis.time()

@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from service.jobstore import ACTIVE_STATES, JobStore
+from service.jobstore import ACTIVE_STATES, SWEPT_KINDS, JobStore, parse_video_name
 
 log = logging.getLogger(__name__)
-VIDEO_FILE = re.compile(r"(?P<job>[0-9a-f]{32})-a(?P<attempt>[0-9]+)\.mp4(?P<partial>\.partial)?")
-KINDS = ("jobs", "videos", "partials", "attempts")
 # Job records read per Redis round trip.
 BATCH = 500
 
@@ -55,22 +52,15 @@ def old_files(output_dir: Path, grace_seconds: float, now: float) -> list[VideoF
     found = []
     with os.scandir(output_dir) as entries:
         for entry in entries:
-            match = VIDEO_FILE.fullmatch(entry.name)
-            if not match or not entry.is_file(follow_symlinks=False):
+            name = parse_video_name(entry.name)
+            if name is None or not entry.is_file(follow_symlinks=False):
                 continue
             try:
                 modified = entry.stat(follow_symlinks=False).st_mtime
             except FileNotFoundError:  # removed meanwhile
                 continue
             if now - modified > grace_seconds:
-                found.append(
-                    VideoFile(
-                        Path(entry.path),
-                        match["job"],
-                        int(match["attempt"]),
-                        bool(match["partial"]),
-                    )
-                )
+                found.append(VideoFile(Path(entry.path), *name))
     return found
 
 
@@ -92,7 +82,7 @@ def sweep(store: JobStore, output_dir: Path, grace_seconds: float) -> dict[str, 
             if owner is None:
                 expired_jobs.add(file.job_id)
     removed["jobs"] = len(expired_jobs)
-    counts = {kind: removed[kind] for kind in KINDS}
+    counts = {kind: removed[kind] for kind in SWEPT_KINDS}
     if any(counts.values()):
         store.count_swept(counts)
         log.info("swept %s from %s", counts, output_dir)

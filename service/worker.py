@@ -28,7 +28,7 @@ import redis
 from service import generation, watchdog
 from service.config import STALL_FLOOR_SECONDS, Settings
 from service.generation import GenerationEngine, JobStopped
-from service.jobstore import Claim, JobStore, connect
+from service.jobstore import Claim, JobStore, connect, video_name
 from service.params import GenerationParams
 from service.video import write_mp4_atomically
 
@@ -303,7 +303,7 @@ class GenerationWorker:
             stop_if_asked()
             frames, metrics = self.engine.generate(params, on_step)
             stop_if_asked()  # a stop decided during the decode: its video would be refused
-            name = f"{claim.job_id}-a{claim.attempt}.mp4"
+            name = video_name(claim.job_id, claim.attempt)
             write_mp4_atomically(frames, self.output_dir / name)
         except JobStopped as stopped:
             if attempt.by_watchdog:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from service import sweeper
-from service.jobstore import JobStore, job_key
+from service.jobstore import SWEPT_KINDS, JobStore, job_key
 from service.processes import free_port
 from service.supervisor import Supervisor
 
@@ -84,7 +84,7 @@ def test_orphans_go_and_every_owned_file_stays(store, output_dir):
         b"partials": b"2",
         b"attempts": b"1",
     }
-    assert sweeper.sweep(store, output_dir, GRACE) == dict.fromkeys(sweeper.KINDS, 0)
+    assert sweeper.sweep(store, output_dir, GRACE) == dict.fromkeys(SWEPT_KINDS, 0)
     assert store.redis.hget("mochi:swept", "partials") == b"2"
 
 
