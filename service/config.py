@@ -21,6 +21,7 @@ CONTAINER_GID = 1000
 # always fsyncs every write before the reply, so nothing acknowledged is lost.
 APPENDFSYNC_MODES = ("everysec", "always")
 STALL_FLOOR_SECONDS = 60.0
+DIT_PRECISIONS = ("bf16", "fp8")
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,11 @@ class Settings:
     # Worker actors in the pool; each holds one pipeline on gpus_per_worker GPUs (0: CPU).
     workers: int = 1
     gpus_per_worker: float = 0.0
+    # Ranks that run one job together (context parallelism), each a pipeline on gpus_per_worker
+    # GPUs, all on one node; `workers` then counts groups. 1: a job runs on one actor.
+    gpus_per_job: int = 1
+    # The DiT's linear layers: bf16 as loaded, or fp8 (GPUs of compute capability 8.9+ only).
+    dit_precision: str = "bf16"
     # Memory of one GPU of a worker, in GiB; 0 means CPU workers (admission then uses host RAM).
     worker_gpu_memory_gib: float = 0.0
     worker_host_memory_gib: float = 8.0
@@ -80,6 +86,13 @@ class Settings:
                 f"MOCHI_REDIS_APPENDFSYNC={self.redis_appendfsync!r} must be one of "
                 + ", ".join(APPENDFSYNC_MODES)
             )
+        if self.dit_precision not in DIT_PRECISIONS:
+            raise SettingsError(
+                f"MOCHI_DIT_PRECISION={self.dit_precision!r} must be one of "
+                + ", ".join(DIT_PRECISIONS)
+            )
+        if self.gpus_per_job < 1:
+            raise SettingsError(f"MOCHI_GPUS_PER_JOB={self.gpus_per_job} must be at least 1")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:

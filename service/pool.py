@@ -14,9 +14,12 @@ import os
 import time
 
 import ray
+from ray.util.placement_group import placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from service.config import Settings
 from service.jobstore import JobStore, connect
+from service.parallel.group import rank_bundle
 from service.worker import GenerationWorker
 
 log = logging.getLogger(__name__)
@@ -38,19 +41,36 @@ def _exit_for_replacement(reason: str) -> None:
 
 @ray.remote(max_restarts=-1, max_task_retries=0)
 class _ActorWorker(GenerationWorker):
-    def __init__(self, settings: Settings, index: int = 0):
-        super().__init__(settings, index, on_stuck=_exit_for_replacement)
+    def __init__(self, settings: Settings, index: int = 0, placement=None):
+        super().__init__(settings, index, on_stuck=_exit_for_replacement, placement=placement)
 
     def pid(self) -> int:
         return os.getpid()
 
 
 def start_actors(settings: Settings) -> list:
+    """One actor per worker; with gpus_per_job > 1 each is a group's rank 0, in bundle 0 of
+    its group's placement group (`mochi-group-<index>`), where it starts its followers."""
     options = {"num_gpus": settings.gpus_per_worker, "num_cpus": 1}
-    return [
-        _ActorWorker.options(name=f"worker-{index}", **options).remote(settings, index)
-        for index in range(settings.workers)
-    ]
+    actors = []
+    for index in range(settings.workers):
+        placement = None
+        if settings.gpus_per_job > 1:
+            placement = group_placement(settings, index)
+            strategy = PlacementGroupSchedulingStrategy(placement, 0)
+            options["scheduling_strategy"] = strategy
+        actor = _ActorWorker.options(name=f"worker-{index}", **options)
+        actors.append(actor.remote(settings, index, placement))
+    return actors
+
+
+def group_placement(settings: Settings, index: int):
+    """Reserved, not awaited: the actor starts once Ray places every bundle on one node; until
+    then Ray's state API lists the placement group as pending."""
+    bundle = rank_bundle(cpus_per_rank=1, gpus_per_rank=settings.gpus_per_worker)
+    return placement_group(
+        [bundle] * settings.gpus_per_job, strategy="STRICT_PACK", name=f"mochi-group-{index}"
+    )
 
 
 def run_pool(settings: Settings, stop_after_seconds: float | None = None) -> None:

@@ -30,6 +30,12 @@ async def readiness(client, address: str, worker_ttl_seconds: float) -> tuple[in
         return _not_ready(f"redis unreachable at {address}: {error}")
     if not workers:
         return _not_ready(f"no worker has sent a heartbeat in the last {worker_ttl_seconds:g}s")
+    unformed = {
+        worker: info["group_error"] for worker, info in workers.items() if info.get("group_error")
+    }
+    if len(unformed) == len(workers):
+        worker, error = sorted(unformed.items())[0]
+        return _not_ready(f"no worker could form its group of ranks ({worker}: {error})")
     stalled = [
         report
         for worker, info in sorted(workers.items())

@@ -9,6 +9,11 @@ about, so a late answer about a finished job cannot stop the next one. A watchdo
 heartbeat thread stops an attempt that made no progress in time: it stops renewing the lease,
 gives the job back with the reason, and, when the stuck call never comes back to a step,
 calls on_stuck (the Ray actor exits there, and the pool serves its replacement).
+
+With gpus_per_job N > 1 the worker is rank 0 of a group (service.parallel.group.GroupLeader):
+it claims nothing until its N - 1 followers have joined, runs every job's step hook, lease and
+fencing here as a one-GPU worker does, and when a rank dies the attempt is given back (so the job
+is retried) and the group formed again.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from service import generation, watchdog
 from service.config import STALL_FLOOR_SECONDS, Settings
 from service.generation import GenerationEngine, JobStopped
 from service.jobstore import Claim, JobStore, connect, video_name
+from service.parallel.group import GroupFailed, GroupLeader
 from service.params import GenerationParams
 from service.video import write_mp4_atomically
 
@@ -42,6 +48,8 @@ WATCHDOG_TICK_SECONDS = 0.25
 LEASE_LOST = "lease lost"
 # A call stopped by the watchdog that has not returned this many stall periods later is stuck.
 STUCK_AFTER_STALLS = 2.0
+# A group that could not be formed is tried again this much later.
+GROUP_RETRY_SECONDS = 10.0
 
 
 @dataclass
@@ -89,10 +97,12 @@ class GenerationWorker:
         settings: Settings,
         index: int = 0,
         on_stuck: Callable[[str], None] | None = None,
+        placement=None,
     ):
         """on_stuck(reason) runs on the heartbeat thread once the call of a job the watchdog
         stopped has not come back STUCK_AFTER_STALLS stall periods later; None logs only
-        (in-process there is nothing to replace the worker)."""
+        (in-process there is nothing to replace the worker). `placement`: the group's
+        placement group when gpus_per_job > 1, this actor in its bundle 0 (None: reserve one)."""
         watchdog.check_settings(settings)
         self.settings = settings
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{index}"
@@ -102,15 +112,12 @@ class GenerationWorker:
         import torch
 
         torch.set_num_threads(settings.torch_threads)
-        self.engine = GenerationEngine.load(
-            settings.model,
-            settings.model_cache_dir,
-            settings.worker_host_memory_gib,
-            settings.torch_compile,
-            settings.worker_gpu_memory_gib,
-        )
+        self.engine = GenerationEngine.load(settings.model, **engine_options(settings))
         if self.engine.compiled:
             self.engine.warm_up(GenerationParams(prompt="warm-up"))
+        self.placement = placement
+        self.group: GroupLeader | None = None
+        self.group_error = ""
         self.jobs_done = 0
         self._attempt: Attempt | None = None
         self._closing = threading.Event()
@@ -136,6 +143,8 @@ class GenerationWorker:
             "job": "",
             "progress_at": server_now,
             "stall_after": self.settings.stall_timeout_seconds or STALL_FLOOR_SECONDS,
+            "gpus_per_job": self.settings.gpus_per_job,
+            "group_error": self.group_error,
         }
         if attempt is not None and server_now is not None:
             info["job"] = attempt.claim.job_id
@@ -212,6 +221,8 @@ class GenerationWorker:
         done = 0
         while max_jobs is None or done < max_jobs:
             try:
+                if not self._group_ready():
+                    continue
                 claim = self.store.claim(self.worker_id)
                 if claim is None:
                     self.store.wait_for_work(IDLE_WAIT_SECONDS)
@@ -224,6 +235,34 @@ class GenerationWorker:
                 continue
             done += 1
         return done
+
+    def _group_ready(self) -> bool:
+        """A one-GPU worker always is; a group's leader once its followers have joined. A
+        group that cannot be formed is shown in the registry (group_error) and tried again
+        GROUP_RETRY_SECONDS later; meanwhile this worker claims nothing."""
+        if self.settings.gpus_per_job == 1 or self.group is not None:
+            return True
+        try:
+            self.group = GroupLeader.start(
+                self.engine,
+                self.settings.gpus_per_job,
+                self.placement,
+                gpus_per_rank=self.settings.gpus_per_worker,
+                engine_options=engine_options(self.settings),
+            )
+        except GroupFailed as error:
+            self._group_failed(str(error))
+            self._closing.wait(GROUP_RETRY_SECONDS)
+            return False
+        self.group_error = ""
+        log.info("worker %s leads a group of %d ranks", self.worker_id, self.group.world_size)
+        self._register_quietly()
+        return True
+
+    def _group_failed(self, reason: str) -> None:
+        log.error("worker %s: its group failed: %s", self.worker_id, reason)
+        self.group, self.group_error = None, reason
+        self._register_quietly()
 
     def run(self, claim: Claim) -> str:
         """Run one claimed job to an outcome; returns it ('lost' when the lease was lost,
@@ -301,7 +340,7 @@ class GenerationWorker:
         beat(0)
         try:
             stop_if_asked()
-            frames, metrics = self.engine.generate(params, on_step)
+            frames, metrics = (self.group or self.engine).generate(params, on_step)
             stop_if_asked()  # a stop decided during the decode: its video would be refused
             name = video_name(claim.job_id, claim.attempt)
             write_mp4_atomically(frames, self.output_dir / name)
@@ -311,6 +350,10 @@ class GenerationWorker:
             if stopped.reason == LEASE_LOST:
                 return "lost", "", "", {}
             return "canceled", stopped.reason, "", {}
+        except GroupFailed as error:  # a rank died: the job is given back, the group re-formed
+            self._group_failed(str(error))
+            attempt.stop(f"its group failed: {error}")
+            return "stopped", attempt.stop_reason, "", {}
         except OSError as error:
             return "failed", _describe_os_error(error, self.output_dir), "", {}
         except Exception as error:  # the job fails with its reason; the worker takes the next
@@ -321,6 +364,16 @@ class GenerationWorker:
 
     def close(self) -> None:
         self._closing.set()
+
+
+def engine_options(settings: Settings) -> dict:
+    """How every rank of a worker loads its pipeline (GenerationEngine.load's keywords)."""
+    return {
+        "cache_dir": settings.model_cache_dir,
+        "host_memory_gib": settings.worker_host_memory_gib,
+        "compile_transformer": settings.torch_compile,
+        "gpu_memory_gib": settings.worker_gpu_memory_gib,
+    }
 
 
 def _test_hang(settings: Settings, params: GenerationParams, step: int) -> None:

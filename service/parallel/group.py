@@ -14,6 +14,7 @@ every wait carry timeouts, so no failure hangs the caller.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import socket
 import time
@@ -24,7 +25,7 @@ import numpy as np
 import ray
 import torch
 import torch.distributed as dist
-from ray.util.placement_group import placement_group, remove_placement_group
+from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from service.generation import GenerationEngine, JobStopped
@@ -76,8 +77,10 @@ def join_process_group(rank: int, world_size: int, address: str, timeout_s: floa
 
 @ray.remote(max_restarts=0, max_task_retries=0)
 class ContextParallelRank:
-    def __init__(self, rank: int, world_size: int, model: str):
+    def __init__(self, rank: int, world_size: int, model: str, engine_options: dict | None = None):
+        """engine_options: GenerationEngine.load's keywords (a pool worker's settings)."""
         self.rank, self.world_size, self.model = rank, world_size, model
+        self.engine_options = engine_options or {}
         self.engine: GenerationEngine | None = None
 
     def address(self) -> str:
@@ -85,7 +88,7 @@ class ContextParallelRank:
 
     def join(self, address: str, timeout_s: float) -> str:
         backend = join_process_group(self.rank, self.world_size, address, timeout_s)
-        self.engine = GenerationEngine.load(self.model)
+        self.engine = GenerationEngine.load(self.model, **self.engine_options)
         if self.world_size > 1:
             enable_context_parallel(
                 self.engine.pipeline.transformer, torch.device(self.engine.device)
@@ -96,15 +99,27 @@ class ContextParallelRank:
         self, params: dict | None, on_step: Callable[[int, int], None] | None = None
     ) -> tuple[np.ndarray, dict[str, float]] | None:
         """Rank 0: `params` and the job's step hook; followers: None, and they return None."""
-        job = GenerationParams(**_broadcast_params(params))
         if self.rank == 0:
-            return self.engine.generate(
-                job, on_step=lambda step, total: _lead_step(on_step, step, total)
-            )
-        try:
-            self.engine.generate(job, on_step=_follow_step)
-        except _ShareDone:
-            return None
+            return lead(self.engine, GenerationParams(**params), on_step)
+        follow(self.engine)
+        return None
+
+
+def lead(
+    engine: GenerationEngine,
+    params: GenerationParams,
+    on_step: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, dict[str, float]]:
+    """Rank 0's part of one job: share the parameters, run its share, decode."""
+    job = GenerationParams(**_broadcast_params(params.model_dump()))
+    return engine.generate(job, on_step=lambda step, total: _lead_step(on_step, step, total))
+
+
+def follow(engine: GenerationEngine) -> None:
+    """A follower's part of one job: rank 0's parameters, its share of every step."""
+    job = GenerationParams(**_broadcast_params(None))
+    with contextlib.suppress(_ShareDone):
+        engine.generate(job, on_step=_follow_step)
 
 
 def _broadcast_params(params: dict | None) -> dict:
@@ -139,8 +154,80 @@ def _follow_step(step: int, total: int) -> None:
         raise _ShareDone()
 
 
+def rank_bundle(cpus_per_rank: float, gpus_per_rank: float) -> dict[str, float]:
+    return {"CPU": cpus_per_rank, **({"GPU": gpus_per_rank} if gpus_per_rank else {})}
+
+
+def reserve_placement(
+    world_size: int, bundle: dict[str, float], timeout_s: float, name: str = ""
+) -> PlacementGroup:
+    """One bundle per rank, all on one node; GroupFailed ('placement: ...') when Ray cannot
+    place them within timeout_s."""
+    placement = placement_group([bundle] * world_size, strategy="STRICT_PACK", name=name)
+    try:
+        ray.get(placement.ready(), timeout=timeout_s)
+    except ray.exceptions.GetTimeoutError:
+        remove_placement_group(placement)
+        raise GroupFailed(placement_refusal(world_size, bundle, timeout_s)) from None
+    return placement
+
+
+def placement_refusal(world_size: int, bundle: dict[str, float], timeout_s: float) -> str:
+    return (
+        f"placement: {world_size} ranks of {bundle} each cannot be placed together on one node "
+        f"within {timeout_s:g} s"
+    )
+
+
+def start_ranks(
+    placement: PlacementGroup,
+    indices: range,
+    world_size: int,
+    model: str,
+    bundle: dict,
+    engine_options: dict | None = None,
+) -> list:
+    return [
+        ContextParallelRank.options(
+            num_cpus=bundle["CPU"],
+            num_gpus=bundle.get("GPU", 0),
+            scheduling_strategy=PlacementGroupSchedulingStrategy(placement, index),
+        ).remote(index, world_size, model, engine_options)
+        for index in indices
+    ]
+
+
+def wait_all(
+    calls: list, what: str, timeout_s: float, on_failure: Callable[[], None], leader_call=None
+) -> list:
+    """The results of calls on ranks; on the first failure or at the deadline, on_failure()
+    (which ends the group: survivors may be blocked in a collective) and GroupFailed. A
+    follower's JobStopped is rank 0's stop obeyed; rank 0's own (`leader_call`) is re-raised
+    once every rank is back."""
+    deadline = time.monotonic() + timeout_s
+    pending, stopped = list(calls), None
+    while pending:
+        ready, pending = ray.wait(pending, timeout=max(0.0, deadline - time.monotonic()))
+        if not ready:
+            on_failure()
+            raise GroupFailed(f"{what}: ranks did not finish within {timeout_s:g} s")
+        for call in ready:
+            try:
+                ray.get(call)
+            except JobStopped as error:
+                if call is leader_call:
+                    stopped = error
+            except Exception as error:
+                on_failure()
+                raise GroupFailed(f"{what}: rank {calls.index(call)} failed: {error}") from error
+    if stopped is not None:
+        raise stopped
+    return ray.get(calls)
+
+
 class WorkerGroup:
-    """N ranks for one job at a time. Built by `start`; unusable (closed) after a failure."""
+    """N ranks, all actors, for one job at a time (tests and benches drive it from outside).
+    Built by `start`; unusable (closed) after a failure."""
 
     def __init__(self, ranks: list, placement, timeout_s: float):
         self.ranks, self.placement, self.timeout_s = ranks, placement, timeout_s
@@ -155,27 +242,12 @@ class WorkerGroup:
         timeout_s: float = DEFAULT_TIMEOUT_SECONDS,
     ) -> WorkerGroup:
         check_world_size(world_size, attention_heads(model))
-        bundle = {"CPU": cpus_per_rank, **({"GPU": gpus_per_rank} if gpus_per_rank else {})}
-        placement = placement_group([bundle] * world_size, strategy="STRICT_PACK")
-        try:
-            ray.get(placement.ready(), timeout=timeout_s)
-        except ray.exceptions.GetTimeoutError:
-            remove_placement_group(placement)
-            raise GroupFailed(
-                f"{world_size} ranks of {bundle} each cannot be placed together on one node "
-                f"within {timeout_s:g} s"
-            ) from None
-        ranks = [
-            ContextParallelRank.options(
-                num_cpus=cpus_per_rank,
-                num_gpus=gpus_per_rank,
-                scheduling_strategy=PlacementGroupSchedulingStrategy(placement, index),
-            ).remote(index, world_size, model)
-            for index in range(world_size)
-        ]
+        bundle = rank_bundle(cpus_per_rank, gpus_per_rank)
+        placement = reserve_placement(world_size, bundle, timeout_s)
+        ranks = start_ranks(placement, range(world_size), world_size, model, bundle)
         group = cls(ranks, placement, timeout_s)
         address = group._wait([ranks[0].address.remote()], "rendezvous")[0]
-        group._wait([rank.join.remote(address, timeout_s) for rank in ranks], "join")
+        group._wait([rank.join.remote(address, timeout_s) for rank in ranks], "rendezvous")
         return group
 
     def generate(
@@ -183,30 +255,12 @@ class WorkerGroup:
     ) -> tuple[np.ndarray, dict[str, float]]:
         """The job's frames and rank 0's metrics. `on_step` runs on rank 0 after every step and
         may raise JobStopped, which every rank obeys; the group stays usable after that."""
-        calls = [self.ranks[0].run.remote(params.model_dump(), on_step)]
-        calls += [rank.run.remote(None) for rank in self.ranks[1:]]
-        return self._wait(calls, "generate")[0]
+        lead_call = self.ranks[0].run.remote(params.model_dump(), on_step)
+        calls = [lead_call] + [rank.run.remote(None) for rank in self.ranks[1:]]
+        return self._wait(calls, "generate", lead_call)[0]
 
-    def _wait(self, calls: list, what: str) -> list:
-        deadline = time.monotonic() + self.timeout_s
-        pending, stopped = list(calls), None
-        while pending:
-            ready, pending = ray.wait(pending, timeout=max(0.0, deadline - time.monotonic()))
-            if not ready:
-                self.close()
-                raise GroupFailed(f"{what}: ranks did not finish within {self.timeout_s:g} s")
-            for call in ready:
-                try:
-                    ray.get(call)
-                except JobStopped as error:
-                    stopped = error
-                except Exception as error:
-                    self.close()
-                    rank = calls.index(call)
-                    raise GroupFailed(f"{what}: rank {rank} failed: {error}") from error
-        if stopped is not None:
-            raise stopped
-        return ray.get(calls)
+    def _wait(self, calls: list, what: str, leader_call=None) -> list:
+        return wait_all(calls, what, self.timeout_s, self.close, leader_call)
 
     def close(self) -> None:
         for rank in self.ranks:
@@ -215,3 +269,79 @@ class WorkerGroup:
         if self.placement is not None:
             remove_placement_group(self.placement)
             self.placement = None
+
+
+class GroupLeader:
+    """Rank 0 in this process, on the caller's engine (a pool worker keeps its step hook, lease
+    and fencing local); ranks 1..N-1 are actors in bundles 1..N-1 of the placement group.
+    `generate` keeps WorkerGroup.generate's contract; after a GroupFailed the leader is closed."""
+
+    def __init__(self, engine, followers: list, placement, owns_placement: bool, timeout_s):
+        self.engine, self.followers, self.timeout_s = engine, followers, timeout_s
+        self.placement, self.owns_placement = placement, owns_placement
+
+    @property
+    def world_size(self) -> int:
+        return len(self.followers) + 1
+
+    @classmethod
+    def start(
+        cls,
+        engine: GenerationEngine,
+        world_size: int,
+        placement: PlacementGroup | None = None,
+        cpus_per_rank: float = 1,
+        gpus_per_rank: float = 0,
+        timeout_s: float = DEFAULT_TIMEOUT_SECONDS,
+        engine_options: dict | None = None,
+    ) -> GroupLeader:
+        """`placement`: world_size bundles, bundle 0 this process's (a pool actor runs in it);
+        None reserves one here (bundle 0 then stands unused: in-process leaders are tests).
+        `engine_options`: how the followers load their pipelines, as the caller's engine was."""
+        check_world_size(world_size, engine.pipeline.transformer.config.num_attention_heads)
+        bundle = rank_bundle(cpus_per_rank, gpus_per_rank)
+        owns = placement is None
+        if owns:
+            placement = reserve_placement(world_size, bundle, timeout_s)
+        followers = start_ranks(
+            placement, range(1, world_size), world_size, engine.model, bundle, engine_options
+        )
+        leader = cls(engine, followers, placement, owns, timeout_s)
+        address = rendezvous_address()
+        joins = [follower.join.remote(address, timeout_s) for follower in followers]
+        try:
+            join_process_group(0, world_size, address, timeout_s)
+        except Exception as error:  # a follower never came: the store's wait timed out
+            leader.close()
+            raise GroupFailed(f"rendezvous: rank 0 could not join the group: {error}") from error
+        leader._wait(joins, "rendezvous")
+        enable_context_parallel(engine.pipeline.transformer, torch.device(engine.device))
+        return leader
+
+    def generate(
+        self, params: GenerationParams, on_step: Callable[[int, int], None] | None = None
+    ) -> tuple[np.ndarray, dict[str, float]]:
+        calls = [follower.run.remote(None) for follower in self.followers]
+        try:
+            result = lead(self.engine, params, on_step)
+        except JobStopped:
+            self._wait(calls, "generate")
+            raise
+        except Exception as error:  # followers may wait in a collective that will not finish
+            self.close()
+            raise GroupFailed(f"generate: rank 0 failed: {error}") from error
+        self._wait(calls, "generate")
+        return result
+
+    def _wait(self, calls: list, what: str) -> list:
+        return wait_all(calls, what, self.timeout_s, self.close)
+
+    def close(self) -> None:
+        for follower in self.followers:
+            ray.kill(follower)
+        self.followers = []
+        if dist.is_initialized():
+            dist.destroy_process_group()
+        if self.owns_placement and self.placement is not None:
+            remove_placement_group(self.placement)
+        self.placement = None

@@ -29,7 +29,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from diffusers.hooks import HookRegistry, ModelHook
-from diffusers.hooks.context_parallel import apply_context_parallel
+from diffusers.hooks.context_parallel import apply_context_parallel, remove_context_parallel
 from diffusers.models._modeling_parallel import (
     ContextParallelConfig,
     ContextParallelInput,
@@ -37,7 +37,7 @@ from diffusers.models._modeling_parallel import (
     gather_size_by_comm,
 )
 from diffusers.models.attention_dispatch import dispatch_attention_fn
-from diffusers.models.attention_processor import MochiAttention
+from diffusers.models.attention_processor import MochiAttention, MochiAttnProcessor2_0
 
 _SEQUENCE = ContextParallelInput(split_dim=1, expected_dims=3)
 _ROPE = ContextParallelInput(split_dim=0, expected_dims=3, split_output=True)
@@ -83,6 +83,8 @@ def enable_context_parallel(transformer, device: torch.device) -> ParallelConfig
     """
     world_size = dist.get_world_size()
     check_world_size(world_size, transformer.config.num_attention_heads)
+    if transformer._parallel_config is not None:  # a group formed again after a failure
+        disable_context_parallel(transformer)
     cp_config = ContextParallelConfig(ulysses_degree=world_size, ulysses_anything=True)
     mesh = dist.device_mesh.init_device_mesh(
         device.type, (1, world_size), mesh_dim_names=cp_config.mesh_dim_names
@@ -100,6 +102,18 @@ def enable_context_parallel(transformer, device: torch.device) -> ParallelConfig
     registry.register_hook(gather, "cp_output---" + GATHERED_MODULE)
     transformer._parallel_config = config
     return config
+
+
+def disable_context_parallel(transformer) -> None:
+    """Undo enable_context_parallel: the plan's hooks, the gather, Mochi's own processors."""
+    remove_context_parallel(transformer, MOCHI_CP_PLAN)
+    HookRegistry.check_if_exists_or_initialize(getattr(transformer, GATHERED_MODULE)).remove_hook(
+        "cp_output---" + GATHERED_MODULE, recurse=False
+    )
+    for module in transformer.modules():
+        if isinstance(module, MochiAttention):
+            module.processor = MochiAttnProcessor2_0()
+    transformer._parallel_config = None
 
 
 class SequenceGatherHook(ModelHook):

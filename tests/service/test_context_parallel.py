@@ -12,7 +12,10 @@ from __future__ import annotations
 import secrets
 import shutil
 import tempfile
+import threading
 import time
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,15 +23,20 @@ import ray
 import torch
 
 from service.generation import GenerationEngine, JobStopped
+from service.jobstore import JobStore
 from service.parallel.group import (
     GroupFailed,
+    GroupLeader,
     WorkerGroup,
     join_process_group,
     rendezvous_address,
 )
 from service.parallel.mochi_plan import ParallelismRefused, enable_context_parallel
 from service.params import GenerationParams
+from service.polling import wait_until
 from service.tiny_model import build_transformer
+from service.video import count_frames
+from service.worker import GenerationWorker
 
 FRAME_TOLERANCE = 1e-4
 # 13 frames at 80x112: 3 latent frames of 5x7 patches, 105 video tokens, split 53 + 52; the
@@ -43,6 +51,13 @@ JOB = GenerationParams(
     guidance_scale=4.5,
     seed=7,
 )
+WORKER_JOB = {
+    "prompt": "a fox",
+    "num_frames": 13,
+    "height": 80,
+    "width": 112,
+    "num_inference_steps": 4,
+}
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +180,59 @@ def test_a_killed_rank_fails_the_call_within_a_bound(two_ranks):
     assert group.ranks == []
     with pytest.raises(ray.exceptions.RayActorError):
         ray.get(survivor.address.remote(), timeout=30)
+
+
+# --- a pool worker leading a group: rank 0 in this process ------------------------------------
+
+
+@pytest.fixture
+def leader_settings(settings):
+    return replace(settings, gpus_per_job=2, lease_seconds=5.0)
+
+
+def test_a_leader_in_this_process_gives_the_frames_of_one_rank(local_ray):
+    engine = GenerationEngine.load("tiny")
+    one_rank, _ = engine.generate(JOB)
+    leader = GroupLeader.start(engine, 2, timeout_s=120)
+    try:
+        split, _ = leader.generate(JOB)
+    finally:
+        leader.close()
+    assert float(np.abs(split - one_rank).max()) <= FRAME_TOLERANCE
+    assert not torch.distributed.is_initialized()
+
+
+def test_a_worker_leading_two_ranks_runs_jobs_and_shows_its_group(local_ray, leader_settings):
+    worker = GenerationWorker(leader_settings)
+    try:
+        job_id = worker.store.create("acct", WORKER_JOB)[0]["id"]
+        assert worker.serve(max_jobs=1) == 1
+        job = worker.store.get(job_id)
+        assert job["status"] == "succeeded" and job["attempts"] == 1
+        assert count_frames(Path(leader_settings.output_dir) / job["video"]) == 13
+        info = worker.store.live_workers(60)[worker.worker_id]
+        assert (info["gpus_per_job"], info["group_error"]) == (2, "")
+        assert worker.group is not None and worker.group.world_size == 2
+    finally:
+        worker.close()
+        if worker.group is not None:
+            worker.group.close()
+
+
+def test_a_dead_rank_gives_the_job_back_and_the_group_forms_again(local_ray, leader_settings):
+    worker = GenerationWorker(leader_settings)
+    try:
+        job_id = worker.store.create("acct", {**WORKER_JOB, "num_inference_steps": 40})[0]["id"]
+        observer = JobStore(worker.store.redis)
+        serving = threading.Thread(target=worker.serve, kwargs={"max_jobs": 2})
+        serving.start()
+        assert wait_until(lambda: (observer.get(job_id)["step"] or 0) >= 2, timeout=120)
+        ray.kill(worker.group.followers[0])
+        serving.join(timeout=300)
+        job = observer.get(job_id)
+        assert job["status"] == "succeeded" and job["attempts"] == 2, job
+        assert worker.group is not None and worker.group_error == ""
+    finally:
+        worker.close()
+        if worker.group is not None:
+            worker.group.close()

@@ -39,6 +39,17 @@ def test_an_idle_worker_is_ready_however_long_ago_it_progressed(api, redis_clien
     assert api.get("/readyz").json() == {"ready": True, "workers": 1, "not_progressing": []}
 
 
+def test_readyz_is_503_while_no_worker_could_form_its_group(api, redis_client):
+    store = JobStore(redis_client)
+    error = "rendezvous: ranks did not finish within 600 s"
+    store.register_worker("w-group", {"job": "", "gpus_per_job": 2, "group_error": error})
+    refused = api.get("/readyz")
+    assert refused.status_code == 503
+    assert refused.json()["reason"] == f"no worker could form its group of ranks (w-group: {error})"
+    register(store, "w-formed", "", seconds_since_progress=1)
+    assert api.get("/readyz").status_code == 200
+
+
 def test_readyz_answers_503_within_its_deadline_while_redis_is_stopped(api, redis_server):
     JobStore(redis_server.client()).register_worker("w1", {"pid": 1})
     assert api.get("/readyz").status_code == 200
