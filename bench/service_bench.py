@@ -1,4 +1,4 @@
-"""Service figures of issue 2, measured side by side in one run on this machine.
+"""Service figures, measured side by side in one run on this machine.
 
 1. POST /v1/jobs throughput and latency of the real API (auth, validation, admission, Redis with
    AOF fsync always) against a bare FastAPI endpoint, same server settings and load; then every

@@ -223,7 +223,7 @@ class Inventory:
         self.objects: dict[str, list[dict]] = defaultdict(list)
         self.files: list[BuildFile] = []
         self.origin: dict[str, Origin] = {}  # resource id -> where it was read
-        # Live or recorded state beyond Kubernetes (issue 5): "ray", "redis", "jobs", "service".
+        # Live or recorded state beyond Kubernetes: "ray", "redis", "jobs", "service".
         self.state: dict[str, object] = {}
         # Input files the sources could not check (doctor.sources.files.SkippedFile): the
         # report lists them, so nothing is dropped without a word.

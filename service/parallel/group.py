@@ -1,4 +1,4 @@
-"""One job across N ranks: N Ray actors packed on one node, joined by torch.distributed.
+"""One job across N ranks: N pipelines packed on one node, joined by torch.distributed.
 
 Each rank loads the whole pipeline (GenerationEngine, as a one-GPU worker does) and splits the
 transformer with `enable_context_parallel`. Per job, rank 0 is handed the parameters and
@@ -7,9 +7,14 @@ starts from the same seeded noise and runs the denoising loop on its share. Afte
 broadcasts whether to go on (its step hook may stop the job: cancel, lost lease), so all ranks
 leave together. Followers leave after the last step; rank 0 alone decodes and returns the frames.
 
+Two shapes: `GroupLeader` keeps rank 0 in the caller's process (a pool worker, whose step hook,
+lease and fencing stay local) with ranks 1..N-1 as actors; `WorkerGroup` has every rank an actor
+(tests and benches drive it from outside).
+
 A rank that dies fails the call at once: the caller waits on all ranks together and raises on the
 first failure, then ends the group (survivors may be blocked in a collective). Collectives and
-every wait carry timeouts, so no failure hangs the caller.
+every wait carry timeouts, so no failure hangs the caller. GroupFailed's message starts with
+what failed: `placement:`, `rendezvous:` or `generate:` (the doctor reads it from the registry).
 """
 
 from __future__ import annotations

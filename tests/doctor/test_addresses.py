@@ -1,4 +1,4 @@
-"""Hosts and ports (issue 11, item 4): what is read as a peer address, and how NET001, NET002
+"""Hosts and ports: what is read as a peer address, and how NET001, NET002
 and NET003 judge it, on snippets shaped like KubeRay's samples, Ray's docs and Helm renders."""
 
 from __future__ import annotations

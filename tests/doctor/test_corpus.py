@@ -1,4 +1,4 @@
-"""The doctor on real public third-party manifests (tests/doctor/corpus, issue 11 "Evidence").
+"""The doctor on real public third-party manifests (tests/doctor/corpus).
 
 Each unit folder holds the original files byte-for-byte and an EXPECT.toml judged by reading them:
 `must` are real faults the doctor has to report, `must_not` codes that would be false on that

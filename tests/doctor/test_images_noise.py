@@ -1,5 +1,5 @@
-"""Images belong to a Dockerfile only on evidence (issue 11 item 7), and the noisy security and
-availability findings are said once, where true, at the right level (item 9)."""
+"""Images belong to a Dockerfile only on evidence, and the noisy security and
+availability findings are said once, where true, at the right level."""
 
 from __future__ import annotations
 
@@ -105,7 +105,7 @@ def test_a_dockerfile_named_after_the_image_builds_it():
 
 
 def test_an_image_named_in_a_dockerfiles_text_is_not_built_by_it():
-    # Before issue 11 the substring `ghcr.io/acme/worker` in a comment was enough.
+    # The substring `ghcr.io/acme/worker` in a comment once was enough.
     tools = "# pushes next to ghcr.io/acme/worker\nFROM alpine:3.19\nRUN apk add curl\n"
     inventory = inventory_of(files=(("tools/Dockerfile", "dockerfile", tools),))
     assert build_for_image(inventory, "ghcr.io/acme/worker:2.0") is None
