@@ -64,6 +64,8 @@ class StackConfig:
     ray_shm_size: str
     gpus_per_worker: int
     gpus_per_pipeline: int
+    gpus_per_job: int
+    dit_precision: str
     gpu_memory_gib: int
     gpus_per_node: int
     gpu_node_selector: str
@@ -85,18 +87,25 @@ class StackConfig:
 
     @property
     def pipelines_per_worker(self) -> int:
-        """GenerationWorker actors (one pipeline each) per Ray worker pod; CPU pods hold one.
+        """Actors (one whole pipeline each) per Ray worker pod: gpusPerWorker / gpusPerPipeline;
+        a CPU pod holds one job's ranks (gpusPerJob, 1 by default).
 
         Validation rejects a gpusPerWorker that gpusPerPipeline does not divide.
         """
         if self.gpus_per_worker <= 0 or self.gpus_per_pipeline <= 0:
-            return 1
+            return max(1, self.gpus_per_job)
         return max(1, self.gpus_per_worker // self.gpus_per_pipeline)
 
     @property
+    def groups_per_worker(self) -> int:
+        """Jobs one worker pod runs at once: its actors in groups of gpusPerJob ranks, each group
+        packed on the pod. Validation rejects a gpusPerJob that does not divide the actors."""
+        return self.pipelines_per_worker // max(1, self.gpus_per_job)
+
+    @property
     def pool_workers(self) -> int:
-        """MOCHI_WORKERS: actors in the pool, every pipeline slot of every worker pod."""
-        return self.ray_worker_replicas * self.pipelines_per_worker
+        """MOCHI_WORKERS: the pool's groups (its actors when gpusPerJob is 1) on every pod."""
+        return self.ray_worker_replicas * self.groups_per_worker
 
     @property
     def gpu_node_labels(self) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from infra import naming
@@ -74,6 +75,11 @@ def redis_maxmemory_mib(config: StackConfig) -> int:
 
 def ray_head(config: StackConfig) -> Resources:
     return Resources(config.ray_head_cpu, config.ray_head_memory)
+
+
+def ray_worker_cpus(config: StackConfig) -> int:
+    """What a worker pod's `ray start --num-cpus` offers its actors: whole cores, at least 1."""
+    return max(1, math.floor(parse_cpu(config.ray_worker_cpu)))
 
 
 def ray_worker(config: StackConfig) -> Resources:

@@ -22,7 +22,7 @@ from infra.config import (
     is_pinned_image,
     is_placeholder_host,
 )
-from service.config import STALL_FLOOR_SECONDS
+from service.config import DIT_PRECISIONS, STALL_FLOOR_SECONDS
 from service.memory_model import (
     HOST_PROCESS_OVERHEAD_GIB,
     plan_generation,
@@ -83,9 +83,12 @@ def validate(config: StackConfig) -> list[ConfigProblem]:
     parsed = _check_quantities(config, problem)
     _check_counts(config, problem)
     _check_gpus(config, problem)
+    _check_job_ranks(config, problem)
+    _check_dit_precision(config, problem)
     _check_lifetimes(config, problem)
     if parsed:
         _check_redis_memory(config, problem)
+        _check_worker_cpu(config, problem)
         _check_worker_memory(config, problem)
         _check_quota(config, problem)
     return problems
@@ -195,15 +198,87 @@ def _check_gpus(config, problem) -> None:
         )
     if not config.gpu_node_selector:
         problem("gpu_node_selector", "must select the GPU nodes when workers request GPUs")
+    _check_largest_job(config, problem)
+
+
+def _check_largest_job(config, problem) -> None:
+    """Every rank's GPU holds a whole pipeline and its share of the DiT; rank 0 also decodes."""
+    if config.gpus_per_job < 1 or config.dit_precision not in DIT_PRECISIONS:
+        return  # reported by their own rules; the plan needs valid values
     plan = plan_generation(
         profile_for(config.model), MAX_FRAMES, MAX_HEIGHT, MAX_WIDTH, MAX_GUIDANCE,
-        config.gpu_memory_gib,
+        config.gpu_memory_gib, config.gpus_per_job, config.dit_precision,
     )  # fmt: skip
     if not plan.fits:
+        where = "one GPU"
+        if config.gpus_per_job > 1:
+            where = f"one GPU per rank (mochi:gpusPerJob = {config.gpus_per_job})"
         problem(
             "gpu_memory_gib",
             f"the largest job the API admits ({MAX_FRAMES} frames at {MAX_HEIGHT}x{MAX_WIDTH}) "
-            f"does not fit one GPU: {plan.describe()}",
+            f"does not fit {where}: {plan.describe()}",
+        )
+
+
+def _check_job_ranks(config, problem) -> None:
+    """A job's gpusPerJob ranks: actors of one worker pod, each a whole pipeline, splitting the
+    DiT's attention heads (Ulysses) between them."""
+    ranks = config.gpus_per_job
+    if ranks < 1:
+        problem("gpus_per_job", "must be at least 1 (the GenerationWorker actors of one job)")
+        return
+    profile = profile_for(config.model)
+    if profile.attention_heads % ranks:
+        divisors = [
+            n for n in range(1, profile.attention_heads + 1) if not profile.attention_heads % n
+        ]
+        problem(
+            "gpus_per_job",
+            f"does not divide the {profile.attention_heads} attention heads of {config.model}'s "
+            f"transformer (each rank attends with heads / gpusPerJob of them); use one of "
+            f"{', '.join(map(str, divisors))}",
+        )
+    if config.gpus_per_worker > 0:
+        _check_gpu_ranks(config, problem)
+    elif ranks > 1 and config.model != "tiny":
+        problem(
+            "gpus_per_job",
+            f"is {ranks}, but a job across ranks needs GPU workers (mochi:gpusPerWorker = "
+            f"{config.gpus_per_worker}) for model {config.model!r}; only `tiny` runs on CPU",
+        )
+
+
+def _check_gpu_ranks(config, problem) -> None:
+    ranks = config.gpus_per_job
+    placement = ranks * config.gpus_per_pipeline
+    if config.gpus_per_pipeline >= 1 and placement > config.gpus_per_node:
+        problem(
+            "gpus_per_job",
+            f"places {ranks} ranks x mochi:gpusPerPipeline = {config.gpus_per_pipeline} = "
+            f"{placement} GPUs on one node, above mochi:gpusPerNode = {config.gpus_per_node}: "
+            "a job's ranks are packed on one node (STRICT_PACK)",
+        )
+    if config.gpus_per_pipeline < 1 or config.gpus_per_worker % config.gpus_per_pipeline:
+        return  # gpusPerPipeline's own rules report it
+    actors = config.gpus_per_worker // config.gpus_per_pipeline
+    if actors % ranks:
+        problem(
+            "gpus_per_job",
+            f"does not divide the {actors} actors of a worker pod (mochi:gpusPerWorker = "
+            f"{config.gpus_per_worker} / mochi:gpusPerPipeline = {config.gpus_per_pipeline}): a "
+            f"job's ranks are packed on one pod, so {actors % ranks} actor(s) per pod would sit "
+            "idle",
+        )
+
+
+def _check_dit_precision(config, problem) -> None:
+    if config.dit_precision not in DIT_PRECISIONS:
+        problem("dit_precision", f"must be one of {', '.join(DIT_PRECISIONS)}")
+    elif config.dit_precision == "fp8" and config.gpus_per_worker == 0:
+        problem(
+            "dit_precision",
+            "fp8 needs GPU workers (mochi:gpusPerWorker = 0): its matmuls run on GPUs of "
+            "compute capability 8.9 or newer",
         )
 
 
@@ -238,6 +313,18 @@ def _check_redis_memory(config, problem) -> None:
             "redis_memory",
             f"leaves Redis a maxmemory of {maxmemory} MiB ({sizing.REDIS_MAXMEMORY_SHARE:.0%} of "
             f"the limit), below the {sizing.REDIS_MIN_MAXMEMORY_MIB} MiB the job store needs",
+        )
+
+
+def _check_worker_cpu(config, problem) -> None:
+    actors = config.pipelines_per_worker
+    cpus = sizing.ray_worker_cpus(config)
+    if cpus < actors:
+        problem(
+            "ray_worker_cpu",
+            f"gives Ray {cpus} CPU(s) (ray start --num-cpus), fewer than the pod's {actors} "
+            f"actors (gpusPerWorker / gpusPerPipeline, or a CPU pod's gpusPerJob ranks) that "
+            "ask for one each: the rest would never be scheduled",
         )
 
 

@@ -3,11 +3,16 @@
 Calibrated on shared/data/mochi-h200-calibration.json (H200, bf16): every figure below is a
 least-squares fit of those measurements; tests/test_memory_model.py checks each measured point
 is predicted within 10%. Pure Python on purpose: the API image has no torch.
+
+A job may run on N ranks (context parallelism, Ulysses): each rank holds the whole pipeline on its
+own GPU and 1/N of the DiT's tokens; rank 0 alone decodes. The plans below are per GPU.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from service.config import DIT_PRECISIONS
 
 GIB = 2**30
 REFERENCE_PIXELS = 480 * 848  # resolution of every calibration measurement
@@ -17,6 +22,9 @@ SPATIAL_TOKEN_SIZE = 16  # 8x VAE downsampling times the DiT's 2x2 patches
 # Host RAM of one pipeline's weights while loading or when offloading (bf16 + loader staging).
 HOST_PIPELINE_GIB = 29.5
 HOST_PROCESS_OVERHEAD_GIB = 3.0
+# MOCHI_DIT_PRECISION "fp8" stores the DiT's Linear weights in one byte each; "bf16" keeps the
+# DiT as loaded.
+FP8_BYTES = 1
 # The CUDA context, allocator fragmentation and cuDNN workspaces take this off the card's size.
 GPU_RESERVED_GIB = 1.5
 GPU_USABLE_FRACTION = 0.97
@@ -28,6 +36,10 @@ class ModelProfile:
     transformer_params: int
     text_encoder_params: int
     vae_params: int
+    # Elements of the DiT's nn.Linear weight matrices (biases excluded): what fp8 stores in 1 byte.
+    transformer_linear_params: int
+    # The DiT's attention heads: Ulysses splits them over the ranks, so N must divide them.
+    attention_heads: int
     # DiT activation memory above its weights, per token and per batch element (CFG runs batch 2).
     activation_gib_per_token: float
     activation_base_gib: float
@@ -57,7 +69,22 @@ class ModelProfile:
 
     @property
     def resident_gib(self) -> float:
-        return self.transformer_gib + self.text_encoder_gib + self.vae_gib
+        return self.resident_weights_gib()
+
+    def dit_weights_gib(self, dit_precision: str = "bf16") -> float:
+        """The transformer's weights with its Linear weights at `dit_precision`."""
+        if dit_precision not in DIT_PRECISIONS:
+            raise ValueError(
+                f"dit_precision {dit_precision!r} must be one of {', '.join(DIT_PRECISIONS)}"
+            )
+        if dit_precision == "bf16":
+            return self.transformer_gib
+        rest = self.transformer_params - self.transformer_linear_params
+        return (rest * self.bytes_per_param + self.transformer_linear_params * FP8_BYTES) / GIB
+
+    def resident_weights_gib(self, dit_precision: str = "bf16") -> float:
+        """Every component on the device: what each rank of a job holds, a whole pipeline."""
+        return self.dit_weights_gib(dit_precision) + self.text_encoder_gib + self.vae_gib
 
 
 MOCHI_1 = ModelProfile(
@@ -65,6 +92,8 @@ MOCHI_1 = ModelProfile(
     transformer_params=10_027_677_744,
     text_encoder_params=4_893_906_944,
     vae_params=459_748_611,
+    transformer_linear_params=10_026_369_024,
+    attention_heads=24,
     activation_gib_per_token=0.0000955,
     activation_base_gib=0.042,
     vae_untiled_base_gib=2.26,
@@ -74,7 +103,8 @@ MOCHI_1 = ModelProfile(
 )
 
 # The tiny model's activations shrink with its widths: DiT hidden 3072 -> 16, VAE decoder
-# channels 768 -> 32. Parameter counts are those of service.tiny_model (a test keeps them true).
+# channels 768 -> 32. Parameter and head counts are those of service.tiny_model (a test keeps them
+# true), as Mochi-1's are those of diffusers' MochiTransformer3DModel default config.
 _DIT_WIDTH_RATIO = 16 / 3072
 _VAE_WIDTH_RATIO = 32 / 768
 TINY = ModelProfile(
@@ -82,6 +112,8 @@ TINY = ModelProfile(
     transformer_params=20_280,
     text_encoder_params=18_880,
     vae_params=623_523,
+    transformer_linear_params=18_912,
+    attention_heads=2,
     activation_gib_per_token=MOCHI_1.activation_gib_per_token * _DIT_WIDTH_RATIO,
     activation_base_gib=0.0,
     vae_untiled_base_gib=MOCHI_1.vae_untiled_base_gib * _VAE_WIDTH_RATIO,
@@ -116,17 +148,31 @@ def cfg_batch(guidance_scale: float) -> int:
 
 
 def dit_activation_gib(
-    profile: ModelProfile, num_frames: int, height: int, width: int, batch: int
+    profile: ModelProfile,
+    num_frames: int,
+    height: int,
+    width: int,
+    batch: int,
+    gpus_per_job: int = 1,
 ) -> float:
+    """One rank's DiT activations: its 1/N of the tokens; the base does not shrink with N."""
     tokens = dit_tokens(num_frames, height, width)
-    return profile.activation_base_gib + profile.activation_gib_per_token * tokens * batch
+    per_rank = profile.activation_gib_per_token * tokens * batch / gpus_per_job
+    return profile.activation_base_gib + per_rank
 
 
 def dit_forward_peak_gib(
-    profile: ModelProfile, num_frames: int, height: int, width: int, batch: int
+    profile: ModelProfile,
+    num_frames: int,
+    height: int,
+    width: int,
+    batch: int,
+    gpus_per_job: int = 1,
+    dit_precision: str = "bf16",
 ) -> float:
-    """Peak of one DiT forward with only the transformer resident."""
-    return profile.transformer_gib + dit_activation_gib(profile, num_frames, height, width, batch)
+    """Peak of one rank's DiT forward with only the transformer resident."""
+    activation = dit_activation_gib(profile, num_frames, height, width, batch, gpus_per_job)
+    return profile.dit_weights_gib(dit_precision) + activation
 
 
 def vae_decode_extra_gib(
@@ -158,21 +204,32 @@ def usable_gpu_gib(gpu_memory_gib: float) -> float:
 
 @dataclass(frozen=True)
 class Plan:
-    """How one job runs on one device, and its predicted peak device memory."""
+    """How one job runs on each of its devices, and the predicted peak of the fullest one.
+
+    With gpus_per_job N > 1 that is rank 0's GPU: it holds a DiT share like every rank, and
+    decodes the video too.
+    """
 
     fits: bool
     cpu_offload: bool
     vae_tiling: bool
     peak_gib: float
     usable_gib: float
+    gpus_per_job: int = 1
+    dit_precision: str = "bf16"
 
     def describe(self) -> str:
         mode = "cpu offload" if self.cpu_offload else "all weights resident"
+        if self.dit_precision != "bf16":
+            mode += f", {self.dit_precision} DiT"
         decode = "tiled" if self.vae_tiling else "untiled"
         verdict = "fits" if self.fits else "does not fit"
+        where = f"{self.usable_gib:.1f} GiB usable"
+        if self.gpus_per_job > 1:
+            where += f" per GPU of {self.gpus_per_job} (rank 0 decodes)"
         return (
             f"{mode}, {decode} VAE decode: predicted peak {self.peak_gib:.1f} GiB, "
-            f"{verdict} in {self.usable_gib:.1f} GiB usable"
+            f"{verdict} in {where}"
         )
 
 
@@ -184,18 +241,24 @@ def predicted_peak_gib(
     guidance_scale: float,
     cpu_offload: bool,
     vae_tiling: bool,
+    gpus_per_job: int = 1,
+    dit_precision: str = "bf16",
+    rank: int = 0,
 ) -> float:
+    """Peak device memory of one rank of the job; rank 0 alone decodes the video."""
     batch = cfg_batch(guidance_scale)
-    activation = dit_activation_gib(profile, num_frames, height, width, batch)
-    decode_extra = vae_decode_extra_gib(profile, num_frames, height, width, vae_tiling)
+    activation = dit_activation_gib(profile, num_frames, height, width, batch, gpus_per_job)
+    decode_extra = 0.0
+    if rank == 0:
+        decode_extra = vae_decode_extra_gib(profile, num_frames, height, width, vae_tiling)
     if cpu_offload:
         # Model offload keeps one component on the device at a time.
         return max(
             profile.text_encoder_gib,
-            profile.transformer_gib + activation,
+            profile.dit_weights_gib(dit_precision) + activation,
             profile.vae_gib + decode_extra,
         )
-    return profile.resident_gib + max(activation, decode_extra)
+    return profile.resident_weights_gib(dit_precision) + max(activation, decode_extra)
 
 
 def plan_generation(
@@ -205,16 +268,25 @@ def plan_generation(
     width: int,
     guidance_scale: float,
     gpu_memory_gib: float,
+    gpus_per_job: int = 1,
+    dit_precision: str = "bf16",
 ) -> Plan:
-    """The fastest way to run a job that fits: resident beats offload, untiled beats tiled."""
+    """The fastest way to run a job that fits: resident beats offload, untiled beats tiled.
+
+    `gpu_memory_gib` is one GPU's; with `gpus_per_job` ranks every GPU must hold its rank's peak,
+    and rank 0's (DiT share, then the decode) is the highest.
+    """
     usable = usable_gpu_gib(gpu_memory_gib)
     candidates = [(False, False), (False, True), (True, False), (True, True)]
     plan = None
     for cpu_offload, vae_tiling in candidates:
         peak = predicted_peak_gib(
-            profile, num_frames, height, width, guidance_scale, cpu_offload, vae_tiling
+            profile, num_frames, height, width, guidance_scale, cpu_offload, vae_tiling,
+            gpus_per_job, dit_precision,
+        )  # fmt: skip
+        plan = Plan(
+            peak <= usable, cpu_offload, vae_tiling, peak, usable, gpus_per_job, dit_precision
         )
-        plan = Plan(peak <= usable, cpu_offload, vae_tiling, peak, usable)
         if plan.fits:
             return plan
     return plan

@@ -99,11 +99,14 @@ class Addresses(pulumi.ComponentResource):
                 "MOCHI_MODEL_CACHE_DIR": (
                     naming.MODEL_CACHE_DIR if config.model_cache_enabled else ""
                 ),
-                # A service "worker" is one GenerationWorker actor holding one pipeline on
-                # MOCHI_GPUS_PER_WORKER GPUs: every worker pod runs gpusPerWorker /
-                # gpusPerPipeline of them, so no GPU Ray hands out sits idle.
+                # An actor holds one pipeline on MOCHI_GPUS_PER_WORKER GPUs: every worker pod
+                # runs gpusPerWorker / gpusPerPipeline of them, so no GPU Ray hands out sits
+                # idle. A job runs on MOCHI_GPUS_PER_JOB actors of one pod, and a service
+                # "worker" (MOCHI_WORKERS) is such a group.
                 "MOCHI_WORKERS": str(config.pool_workers),
                 "MOCHI_GPUS_PER_WORKER": str(gpus_per_actor),
+                "MOCHI_GPUS_PER_JOB": str(config.gpus_per_job),
+                "MOCHI_DIT_PRECISION": config.dit_precision,
                 "MOCHI_WORKER_GPU_MEMORY_GIB": str(gpu_memory),
                 # One actor's share of its pod's memory (what CPU workers admit jobs against).
                 "MOCHI_WORKER_HOST_MEMORY_GIB": (

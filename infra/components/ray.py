@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pulumi
 import pulumi_kubernetes as k8s
 
@@ -83,10 +81,9 @@ def head_start_params(config: StackConfig) -> dict[str, str]:
 
 
 def worker_start_params(config: StackConfig) -> dict[str, str]:
-    cpus = max(1, math.floor(sizing.parse_cpu(config.ray_worker_cpu)))
     return {
         "metrics-export-port": str(naming.RAY_METRICS_PORT),
-        "num-cpus": str(cpus),
+        "num-cpus": str(sizing.ray_worker_cpus(config)),
         "num-gpus": str(config.gpus_per_worker),
         # Explicit, and no larger than the /dev/shm volume below.
         "object-store-memory": str(_bytes(config.ray_object_store_memory)),

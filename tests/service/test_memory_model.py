@@ -113,3 +113,78 @@ def test_field_report_first_worker_does_not_fit_and_fixed_one_does():
 )
 def test_parse_quantity(quantity, gib):
     assert mm.parse_quantity_gib(quantity) == pytest.approx(gib)
+
+
+def _transformer_counts(transformer) -> tuple[int, int, int]:
+    import torch
+
+    linear = sum(m.weight.numel() for m in transformer.modules() if isinstance(m, torch.nn.Linear))
+    total = sum(p.numel() for p in transformer.parameters())
+    return total, linear, transformer.config.num_attention_heads
+
+
+def test_mochi_1_transformer_counts_are_those_of_diffusers_default_config():
+    import torch
+    from diffusers import MochiTransformer3DModel
+
+    with torch.device("meta"):  # Mochi-1's shapes, no memory
+        transformer = MochiTransformer3DModel()
+    profile = mm.MOCHI_1
+    expected = (profile.transformer_params, profile.transformer_linear_params, 24)
+    assert _transformer_counts(transformer) == expected
+    assert profile.attention_heads == 24
+
+
+def test_tiny_transformer_counts_are_those_of_the_built_model():
+    from service.tiny_model import build_transformer
+
+    profile = mm.TINY
+    assert _transformer_counts(build_transformer()) == (
+        profile.transformer_params,
+        profile.transformer_linear_params,
+        profile.attention_heads,
+    )
+
+
+LONG_JOB = (163, 848, 848, 4.5)  # the largest job the API admits
+
+
+@pytest.mark.parametrize("profile", [mm.MOCHI_1, mm.TINY], ids=["mochi-1", "tiny"])
+def test_each_rank_holds_half_the_dit_tokens_but_all_the_weights(profile):
+    frames, height, width, _ = LONG_JOB
+    whole = mm.dit_activation_gib(profile, frames, height, width, 2)
+    half = mm.dit_activation_gib(profile, frames, height, width, 2, gpus_per_job=2)
+    base = profile.activation_base_gib
+    assert half - base == pytest.approx((whole - base) / 2)
+    follower = mm.predicted_peak_gib(profile, *LONG_JOB, False, True, gpus_per_job=2, rank=1)
+    assert follower == pytest.approx(profile.resident_gib + half)
+
+
+def test_rank_0_alone_decodes_so_its_peak_sets_the_plan():
+    profile = mm.MOCHI_1
+    frames, height, width, guidance = LONG_JOB
+    decode = mm.vae_decode_extra_gib(profile, frames, height, width, tiled=True)
+    share = mm.dit_activation_gib(profile, frames, height, width, 2, gpus_per_job=2)
+    assert decode > share  # a tiled decode still outweighs a rank's DiT share
+    one = mm.plan_generation(profile, *LONG_JOB, H100_GIB)
+    two = mm.plan_generation(profile, *LONG_JOB, H100_GIB, gpus_per_job=2)
+    rank_1 = mm.predicted_peak_gib(profile, *LONG_JOB, False, True, gpus_per_job=2, rank=1)
+    assert (two.fits, two.cpu_offload, two.vae_tiling) == (True, False, True)
+    assert two.peak_gib == pytest.approx(profile.resident_gib + decode) == one.peak_gib
+    assert rank_1 == pytest.approx(profile.resident_gib + share)
+    assert rank_1 < two.peak_gib
+    assert "per GPU of 2 (rank 0 decodes)" in two.describe()
+
+
+def test_fp8_stores_the_dit_linear_weights_in_one_byte():
+    for profile in (mm.MOCHI_1, mm.TINY):
+        saved = profile.transformer_linear_params * (profile.bytes_per_param - 1) / mm.GIB
+        assert profile.dit_weights_gib("fp8") == pytest.approx(profile.transformer_gib - saved)
+    saved = mm.MOCHI_1.transformer_linear_params / mm.GIB
+    assert saved == pytest.approx(9.34, abs=0.01)
+    bf16 = mm.plan_generation(mm.MOCHI_1, *LONG_JOB, H100_GIB)
+    fp8 = mm.plan_generation(mm.MOCHI_1, *LONG_JOB, H100_GIB, dit_precision="fp8")
+    assert bf16.peak_gib - fp8.peak_gib == pytest.approx(saved)
+    assert "fp8 DiT" in fp8.describe()
+    with pytest.raises(ValueError, match="dit_precision 'int8' must be one of bf16, fp8"):
+        mm.MOCHI_1.dit_weights_gib("int8")
