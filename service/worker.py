@@ -144,6 +144,7 @@ class GenerationWorker:
             "progress_at": server_now,
             "stall_after": self.settings.stall_timeout_seconds or STALL_FLOOR_SECONDS,
             "gpus_per_job": self.settings.gpus_per_job,
+            "dit_precision": self.settings.dit_precision,
             "group_error": self.group_error,
         }
         if attempt is not None and server_now is not None:

@@ -8,6 +8,7 @@ from collections import Counter
 
 from doctor.checks.ray_state import WORKER_CLASS
 from doctor.inventory import Inventory
+from doctor.memory_inputs import plan_parallelism
 from doctor.registry import Hit, check
 from service.memory_model import plan_generation, profile_for
 
@@ -125,6 +126,7 @@ def _fits(job: dict, worker: dict) -> bool | None:
         int(params.get("width", 848)),
         float(params.get("guidance_scale", 4.5)),
         float(memory),
+        **plan_parallelism(worker.get("gpus_per_job"), worker.get("dit_precision")),
     )
     return plan.fits
 

@@ -5,6 +5,7 @@ against GPU memory, OOM kills."""
 from __future__ import annotations
 
 from doctor.inventory import Inventory, Workload, name_of, namespace_of
+from doctor.memory_inputs import plan_parallelism
 from doctor.raystart import ray_start_flags
 from doctor.registry import Hit, check
 from doctor.resources import GPU, amount_or_none, container_value, format_gib
@@ -36,6 +37,13 @@ def _setting(workload: Workload, name: str) -> str | None:
         if value is not None and value.value is not None:
             return value.value
     return None
+
+
+def parallelism(workload: Workload) -> dict:
+    """The memory model's gpus_per_job and dit_precision, from a worker's settings."""
+    return plan_parallelism(
+        _setting(workload, "MOCHI_GPUS_PER_JOB"), _setting(workload, "MOCHI_DIT_PRECISION")
+    )
 
 
 def object_store_flag(workload: Workload) -> tuple[str, float | None] | None:
@@ -265,7 +273,9 @@ def largest_job_gpu(inventory: Inventory):
             continue
         model = _setting(workload, "MOCHI_MODEL")
         profile = profile_for(model) if model else MOCHI_1
-        plan = plan_generation(profile, gpu_memory_gib=gpu[0], **LARGEST_JOB)
+        plan = plan_generation(
+            profile, gpu_memory_gib=gpu[0], **LARGEST_JOB, **parallelism(workload)
+        )
         if plan.fits:
             continue
         yield Hit(

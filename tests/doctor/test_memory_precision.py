@@ -209,6 +209,25 @@ def test_mochi_worker_in_a_kuberay_cluster_is_judged_by_the_mochi_model(tmp_path
     assert gpu.evidence.startswith("node label nvidia.com/gpu.memory=24576")
 
 
+def test_fp8_mochi_workers_are_judged_with_fp8_weights(tmp_path):
+    """On the 24 GiB L4 the largest job needs 27.2 GiB in bf16 (offloaded, tiled) and fits with
+    the DiT's Linear weights in one byte each; two ranks per job lower rank 0's peak (its DiT
+    share halves) to 23.0 GiB, still above the 21.8 GiB usable."""
+    settings = "- {name: MOCHI_MODEL, value: genmo/mochi-1-preview}"
+    bf16_two_ranks = VLLM_SERVICE.replace(
+        '- {name: VLLM_USE_V1, value: "1"}',
+        settings + '\n            - {name: MOCHI_GPUS_PER_JOB, value: "2"}',
+    )
+    fp8 = VLLM_SERVICE.replace(
+        '- {name: VLLM_USE_V1, value: "1"}',
+        settings + "\n            - {name: MOCHI_DIT_PRECISION, value: fp8}",
+    )
+    assert "MOCHI_GPUS_PER_JOB" in bf16_two_ranks and "MOCHI_DIT_PRECISION" in fp8
+    [gpu] = findings(diagnose_yaml(tmp_path, bf16_two_ranks), "MEM004")
+    assert "peak 23.0 GiB, does not fit in 21.8 GiB usable per GPU of 2 (rank 0" in gpu.message
+    assert findings(diagnose_yaml(tmp_path, fp8), "MEM004") == []
+
+
 # A plain Deployment running `ray start` (no KubeRay): Docker's 64 MiB /dev/shm applies.
 RAY_DEPLOYMENT = """
 apiVersion: apps/v1
