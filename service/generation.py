@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from service import memory_model
+from service import fp8, memory_model
+from service.config import DIT_PRECISIONS
+from service.fp8 import PrecisionRefused as PrecisionRefused  # what load() raises
 from service.params import GenerationParams
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,15 @@ def device_memory_gib(device: str, host_memory_gib: float) -> float:
     return host_memory_gib
 
 
+def check_precision(dit_precision: str, device: str, allow_cpu_fp8: bool = False) -> None:
+    if dit_precision not in DIT_PRECISIONS:
+        raise ValueError(
+            f"dit_precision={dit_precision!r} must be one of " + ", ".join(DIT_PRECISIONS)
+        )
+    if dit_precision == "fp8":
+        fp8.check_device(device, allow_cpu_fp8)
+
+
 @dataclass
 class GenerationEngine:
     pipeline: object
@@ -70,6 +81,9 @@ class GenerationEngine:
     device_memory_gib: float
     load_seconds: float
     compiled: bool = False
+    dit_precision: str = "bf16"
+    # Ranks this engine's transformer is split over (service.parallel.group sets it).
+    gpus_per_job: int = 1
     _offloaded: bool | None = field(default=None, repr=False)
 
     @classmethod
@@ -80,22 +94,40 @@ class GenerationEngine:
         host_memory_gib: float = 8.0,
         compile_transformer: bool = False,
         gpu_memory_gib: float = 0.0,
+        dit_precision: str = "bf16",
     ) -> GenerationEngine:
-        """Load once per worker. gpu_memory_gib overrides the card's size (0: ask the card)."""
+        """Load once per worker. gpu_memory_gib overrides the card's size (0: ask the card).
+        dit_precision "fp8" is refused (PrecisionRefused) before any weight is read where this
+        worker cannot run it."""
         started = time.perf_counter()
         device = default_device()
+        check_precision(dit_precision, device)
         pipeline = load_pipeline(model, cache_dir, device)
         memory = gpu_memory_gib or device_memory_gib(device, host_memory_gib)
-        engine = cls.from_pipeline(pipeline, model, device, memory, compile_transformer)
+        engine = cls.from_pipeline(
+            pipeline, model, device, memory, compile_transformer, dit_precision
+        )
         engine.load_seconds = time.perf_counter() - started
         return engine
 
     @classmethod
     def from_pipeline(
-        cls, pipeline, model: str, device: str, memory_gib: float, compile_transformer: bool
+        cls,
+        pipeline,
+        model: str,
+        device: str,
+        memory_gib: float,
+        compile_transformer: bool,
+        dit_precision: str = "bf16",
+        allow_cpu_fp8: bool = False,
     ) -> GenerationEngine:
+        """allow_cpu_fp8: run fp8 through PyTorch's CPU emulation (tests and benchmarks only)."""
+        check_precision(dit_precision, device, allow_cpu_fp8)
         pipeline.set_progress_bar_config(disable=True)
-        engine = cls(pipeline, model, device, memory_gib, 0.0)
+        engine = cls(pipeline, model, device, memory_gib, 0.0, dit_precision=dit_precision)
+        if dit_precision == "fp8":
+            # Before compiling, so that the compiled graph is the FP8 one.
+            fp8.convert_transformer(pipeline.transformer, device, allow_cpu_fp8)
         if compile_transformer:
             # Compiled once per worker; warm_up() pays the compile before the first job.
             # Static shapes: each job shape compiles once (up to dynamo's cache limit, then
@@ -104,11 +136,12 @@ class GenerationEngine:
             engine.compiled = True
         return engine
 
-    def warm_up(self, params: GenerationParams) -> float:
+    def warm_up(self, params: GenerationParams, generate: Callable | None = None) -> float:
         """Run a job's shape for two steps (the fewest Mochi's schedule takes) so that
-        compilation happens before any job; returns its seconds."""
+        compilation happens before any job; returns its seconds. `generate`: what runs a job
+        when this engine is one rank of a group (the group's, so that every rank compiles)."""
         started = time.perf_counter()
-        self.generate(params.model_copy(update={"num_inference_steps": 2}))
+        (generate or self.generate)(params.model_copy(update={"num_inference_steps": 2}))
         return time.perf_counter() - started
 
     @property
@@ -123,6 +156,8 @@ class GenerationEngine:
             params.width,
             params.guidance_scale,
             self.device_memory_gib,
+            self.gpus_per_job,
+            self.dit_precision,
         )
 
     def _apply(self, plan: memory_model.Plan) -> None:
@@ -140,10 +175,14 @@ class GenerationEngine:
             self.pipeline.vae.disable_tiling()
 
     def generate(
-        self, params: GenerationParams, on_step: Callable[[int, int], None] | None = None
+        self,
+        params: GenerationParams,
+        on_step: Callable[[int, int], None] | None = None,
+        on_final_latents: Callable[[torch.Tensor], None] | None = None,
     ) -> tuple[np.ndarray, dict[str, float]]:
         """Frames (T, H, W, 3) in [0, 1] and the job's metrics. `on_step(step, total)` runs
-        after every denoising step and may raise JobStopped."""
+        after every denoising step and may raise JobStopped; `on_final_latents` receives the
+        denoised latents before the decode (to compare precisions without the VAE between)."""
         plan = self.plan(params)
         if not plan.fits:
             raise MemoryError("job does not fit this worker: " + plan.describe())
@@ -157,6 +196,8 @@ class GenerationEngine:
             last[0] = now
             if on_step is not None:
                 on_step(step_index + 1, params.num_inference_steps)
+            if on_final_latents is not None and step_index + 1 == params.num_inference_steps:
+                on_final_latents(callback_kwargs["latents"])
             return callback_kwargs
 
         if self.device.startswith("cuda"):

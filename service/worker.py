@@ -48,6 +48,7 @@ WATCHDOG_TICK_SECONDS = 0.25
 LEASE_LOST = "lease lost"
 # A call stopped by the watchdog that has not returned this many stall periods later is stuck.
 STUCK_AFTER_STALLS = 2.0
+WARM_UP = GenerationParams(prompt="warm-up")
 # A group that could not be formed is tried again this much later.
 GROUP_RETRY_SECONDS = 10.0
 
@@ -113,8 +114,8 @@ class GenerationWorker:
 
         torch.set_num_threads(settings.torch_threads)
         self.engine = GenerationEngine.load(settings.model, **engine_options(settings))
-        if self.engine.compiled:
-            self.engine.warm_up(GenerationParams(prompt="warm-up"))
+        if self.engine.compiled and settings.gpus_per_job == 1:
+            self.engine.warm_up(WARM_UP)
         self.placement = placement
         self.group: GroupLeader | None = None
         self.group_error = ""
@@ -257,6 +258,8 @@ class GenerationWorker:
             return False
         self.group_error = ""
         log.info("worker %s leads a group of %d ranks", self.worker_id, self.group.world_size)
+        if self.engine.compiled:
+            self.engine.warm_up(WARM_UP, self.group.generate)
         self._register_quietly()
         return True
 
@@ -374,6 +377,7 @@ def engine_options(settings: Settings) -> dict:
         "host_memory_gib": settings.worker_host_memory_gib,
         "compile_transformer": settings.torch_compile,
         "gpu_memory_gib": settings.worker_gpu_memory_gib,
+        "dit_precision": settings.dit_precision,
     }
 
 

@@ -6,6 +6,7 @@ from doctor.checks import (  # noqa: F401
     exposure,
     gpu_usage,
     input_values,
+    job_groups,
     jobs,
     kuberay_status,
     memory,

@@ -1,6 +1,6 @@
 """Ray, live: the GCS, and the dashboard's REST and state API (version, GCS health, nodes,
-actors, pending tasks, jobs). `--ray-address` is a GCS `host:port`, a `ray://` client address
-or the dashboard URL; RAY_AUTH_TOKEN, when set, is sent as the Ray auth token."""
+actors, pending tasks, placement groups, jobs). `--ray-address` is a GCS `host:port`, a `ray://`
+client address or the dashboard URL; RAY_AUTH_TOKEN, when set, is sent as the Ray auth token."""
 
 from __future__ import annotations
 
@@ -28,6 +28,9 @@ ACTOR_FIELDS = (
 )
 TASK_FIELDS = ("task_id", "name", "state", "type", "job_id", "actor_id", "required_resources")
 JOB_FIELDS = ("submission_id", "job_id", "status", "entrypoint", "start_time", "end_time")
+# Ray 2.60's state API has no strategy field; stats.scheduling_state says INFEASIBLE or
+# NO_RESOURCES for a PENDING group.
+PLACEMENT_GROUP_FIELDS = ("placement_group_id", "name", "state", "bundles", "stats")
 PENDING_STATES = "PENDING_NODE_ASSIGNMENT"
 
 
@@ -91,6 +94,10 @@ def read_ray(
             ("nodes", lambda: _listing(get, "nodes", NODE_FIELDS, extra=("resources_total",))),
             ("actors", lambda: _listing(get, "actors", ACTOR_FIELDS)),
             ("pending_tasks", lambda: _pending_tasks(get)),
+            (
+                "placement_groups",
+                lambda: _listing(get, "placement_groups", PLACEMENT_GROUP_FIELDS),
+            ),
             (
                 "jobs",
                 lambda: [_pick(j, JOB_FIELDS + ("driver_info",)) for j in get("/api/jobs/").json()],

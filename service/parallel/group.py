@@ -95,9 +95,7 @@ class ContextParallelRank:
         backend = join_process_group(self.rank, self.world_size, address, timeout_s)
         self.engine = GenerationEngine.load(self.model, **self.engine_options)
         if self.world_size > 1:
-            enable_context_parallel(
-                self.engine.pipeline.transformer, torch.device(self.engine.device)
-            )
+            split_engine(self.engine, self.world_size)
         return backend
 
     def run(
@@ -108,6 +106,12 @@ class ContextParallelRank:
             return lead(self.engine, GenerationParams(**params), on_step)
         follow(self.engine)
         return None
+
+
+def split_engine(engine: GenerationEngine, world_size: int) -> None:
+    """The engine's transformer split over the process group; its memory plans per rank."""
+    enable_context_parallel(engine.pipeline.transformer, torch.device(engine.device))
+    engine.gpus_per_job = world_size
 
 
 def lead(
@@ -320,7 +324,7 @@ class GroupLeader:
             leader.close()
             raise GroupFailed(f"rendezvous: rank 0 could not join the group: {error}") from error
         leader._wait(joins, "rendezvous")
-        enable_context_parallel(engine.pipeline.transformer, torch.device(engine.device))
+        split_engine(engine, world_size)
         return leader
 
     def generate(

@@ -81,6 +81,8 @@ def enable_context_parallel(transformer, device: torch.device) -> ParallelConfig
     the device as `rank % torch.accelerator.device_count()`, which divides by zero on a CPU, so
     the same path is used everywhere and the CPU test exercises what runs on GPUs.
     """
+    # torch.compile's wrapper traces at its next call: the hooks go on the module it wraps.
+    transformer = getattr(transformer, "_orig_mod", transformer)
     world_size = dist.get_world_size()
     check_world_size(world_size, transformer.config.num_attention_heads)
     if transformer._parallel_config is not None:  # a group formed again after a failure

@@ -53,6 +53,10 @@ FIRES_IN = {
 }
 # Checks whose firing inputs are in a test module of their own.
 FIRES_IN_OWN_TEST = {
+    "RAY014": "test_job_groups.py",
+    "RAY015": "test_job_groups.py",
+    "RAY016": "test_job_groups.py",
+    "RAY017": "test_job_groups.py",
     "PERM002": "test_doctor_checks.py",
     "REDIS007": "test_secrets_redis.py",
     "AVAIL008": "test_scheduling.py",
