@@ -1,4 +1,9 @@
-"""`pulumi preview --policy-pack policy`: the rules of policy/rules.py, mandatory."""
+"""`pulumi preview --policy-pack policy`: the doctor's findings on the stack, with its codes.
+
+Pulumi sets the enforcement level per policy, so there are two stack policies over the same
+findings: errors are mandatory, warnings advisory. Info findings are not reported: the doctor
+itself never fails on them, and notes on every preview would teach people to skip the pack's
+output (`doctor diagnose --manifests` lists them)."""
 
 import sys
 from pathlib import Path
@@ -9,49 +14,39 @@ from pulumi_policy import (  # noqa: E402
     EnforcementLevel,
     PolicyPack,
     ReportViolation,
-    ResourceValidationArgs,
-    ResourceValidationPolicy,
     StackValidationArgs,
     StackValidationPolicy,
 )
 
-from policy.rules import RULES, config_map_data, ray_worker_memory  # noqa: E402
+from policy.adapter import stack_violations  # noqa: E402
+
+LEVELS = {"error": EnforcementLevel.MANDATORY, "warning": EnforcementLevel.ADVISORY}
+DESCRIPTIONS = {
+    "error": "The doctor's static checks: errors (each names its code and runbooks/CODE.md).",
+    "warning": "The doctor's static checks: warnings (each names its code and runbooks/CODE.md).",
+}
 
 
-def _validator(check):
-    def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-        if not args.resource_type.startswith("kubernetes:"):
-            return
-        for message in check(args.props):
-            report_violation(message)
+def validator(severity: str):
+    def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+        for violation in stack_violations(args.resources):
+            if violation.severity == severity:
+                report_violation(violation.message, violation.urn)
 
     return validate
 
 
-def _kubernetes(resources) -> list:
-    return [r for r in resources if r.resource_type.startswith("kubernetes:")]
-
-
-def validate_ray_worker_memory(args: StackValidationArgs, report_violation: ReportViolation):
-    """A stack policy: a Ray pod's pipelines per pod come from MOCHI_GPUS_PER_WORKER in the
-    settings ConfigMap its envFrom names, another object of the stack."""
-    resources = _kubernetes(args.resources)
-    config_maps = config_map_data([dict(r.props) for r in resources])
-    for resource in resources:
-        for message in ray_worker_memory(dict(resource.props), config_maps):
-            report_violation(message, resource.urn)
-
-
-def _policy(name: str, description: str, check):
-    if name == "ray-worker-memory":
-        return StackValidationPolicy(
-            name=name, description=description, validate=validate_ray_worker_memory
+def policies() -> list[StackValidationPolicy]:
+    return [
+        StackValidationPolicy(
+            name=f"doctor-{severity}s",
+            description=DESCRIPTIONS[severity],
+            enforcement_level=level,
+            validate=validator(severity),
         )
-    return ResourceValidationPolicy(name=name, description=description, validate=_validator(check))
+        for severity, level in LEVELS.items()
+    ]
 
 
-PolicyPack(
-    name="mochi-policies",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    policies=[_policy(name, description, check) for name, (description, check) in RULES.items()],
-)
+if __name__ == "__main__":
+    PolicyPack(name="mochi-policies", policies=policies())
