@@ -43,7 +43,7 @@ format: $(INSTALLED)
 	$(BIN)/ruff format .
 
 test: lint wheelhouse
-	$(BIN)/pytest
+	tools/test_lanes $(BIN)/pytest
 
 demo: $(INSTALLED)
 	$(BIN)/mochi demo
