@@ -481,14 +481,21 @@ def parallel_figures(args, frame_counts, device) -> dict:
                 frames, gpus
             ),
         }
+        if gpus == 2:  # two ranks with guidance on split the CFG batch instead
+            cfg_share = parallel_share.cfg_share_seconds(share_args)
+            runs[frames]["cfg_split_share_fraction"] = cfg_share / whole
+            runs[frames]["cfg_split_bytes_per_rank_per_step_full_480x848"] = (
+                parallel_share.cfg_bytes_per_rank_per_step(frames)
+            )
         print(f"share of {gpus} {frames:>4} frames: {share:.4f} s of {whole:.4f} s", flush=True)
     # As parallel_share does: tiny-model shares on a CPU are overhead-bound and say nothing
     # about a GPU, so its model then assumes the ideal 1/N.
-    measured = runs[max(frame_counts)]["share_fraction"]
-    fractions = {} if args.tiny else {gpus: measured}
+    largest = runs[max(frame_counts)]
+    fractions = {} if args.tiny else {gpus: largest["share_fraction"]}
+    cfg_fraction = 0.5 if args.tiny else largest.get("cfg_split_share_fraction", 0.5)
     table = io.StringIO()
     with contextlib.redirect_stdout(table):
-        parallel_share.print_model(fractions, share_args)
+        parallel_share.print_model(fractions, share_args, cfg_fraction)
     return {
         "gpus_per_job": gpus,
         "transformer": model,

@@ -31,7 +31,14 @@ from service.parallel.mochi_plan import enable_context_parallel
 from service.tiny_model import build_transformer
 
 RESULTS = Path(__file__).parent / "results" / "gpu-h200-2026-11-26.json"
-FULL = {"heads": 24, "head_dim": 128, "layers": 48, "text_tokens": 256, "bytes": 2}
+FULL = {
+    "heads": 24,
+    "head_dim": 128,
+    "layers": 48,
+    "text_tokens": 256,
+    "bytes": 2,
+    "latent_channels": 12,
+}
 # Per attention layer and batch element: q, k, v and the output each cross one all-to-all, and
 # each all-to-all is preceded by an all-gather of the ranks' local lengths.
 COLLECTIVES_PER_LAYER = 8
@@ -46,20 +53,20 @@ def build(model: str, device: str) -> torch.nn.Module:
     return transformer.to(device).eval()
 
 
-def inputs(transformer, frames: int, height: int, width: int, device: str):
+def inputs(transformer, frames: int, height: int, width: int, device: str, batch=CFG_BATCH):
     config = transformer.config
     dtype = next(transformer.parameters()).dtype
-    latent_shape = (CFG_BATCH, config.in_channels, memory_model.latent_frames(frames))
+    latent_shape = (batch, config.in_channels, memory_model.latent_frames(frames))
     latent_shape += (height // 8, width // 8)
     text_tokens = config.max_sequence_length
     latents = torch.randn(latent_shape, device=device, dtype=dtype)
-    text = torch.randn(CFG_BATCH, text_tokens, config.text_embed_dim, device=device, dtype=dtype)
-    mask = torch.ones(CFG_BATCH, text_tokens, dtype=torch.long, device=device)
-    return latents, text, torch.full((CFG_BATCH,), 500, device=device), mask
+    text = torch.randn(batch, text_tokens, config.text_embed_dim, device=device, dtype=dtype)
+    mask = torch.ones(batch, text_tokens, dtype=torch.long, device=device)
+    return latents, text, torch.full((batch,), 500, device=device), mask
 
 
-def seconds_per_forward(transformer, args, repeats: int) -> float:
-    batch = inputs(transformer, args.frames, args.height, args.width, args.device)
+def seconds_per_forward(transformer, args, repeats: int, batch_size: int = CFG_BATCH) -> float:
+    batch = inputs(transformer, args.frames, args.height, args.width, args.device, batch_size)
     times = []
     with torch.no_grad():
         for _ in range(repeats + 1):
@@ -85,6 +92,18 @@ def share_seconds(args, world_size: int) -> float:
         dist.destroy_process_group()
 
 
+def cfg_share_seconds(args) -> float:
+    """One CFG element over the whole sequence: a rank's work when 2 ranks split the batch."""
+    return seconds_per_forward(build(args.model, args.device), args, args.repeats, batch_size=1)
+
+
+def cfg_bytes_per_rank_per_step(frames: int) -> float:
+    """The CFG split's one all-gather: a rank's noise prediction (latent channels x latent
+    frames x 60 x 106 at 480x848) goes to the other rank."""
+    latent = FULL["latent_channels"] * memory_model.latent_frames(frames) * (480 // 8) * (848 // 8)
+    return latent * FULL["bytes"]
+
+
 def bytes_per_rank_per_step(frames: int, world_size: int) -> float:
     """What one rank sends per step: all-to-alls of its (video + text) share of q, k, v and the
     output, (N-1)/N of each leaving the rank, for both CFG branches and every layer."""
@@ -99,7 +118,7 @@ def measured_single_gpu() -> dict[int, float]:
     return {int(frames): run["service"]["seconds_per_step"] for frames, run in runs.items()}
 
 
-def print_model(share_fraction: dict[int, float], args) -> None:
+def print_model(share_fraction: dict[int, float], args, cfg_fraction: float = 0.5) -> None:
     single = measured_single_gpu()
     print(
         f"\nMODEL (not measured): step = H200 one-GPU service step x share fraction + "
@@ -120,6 +139,14 @@ def print_model(share_fraction: dict[int, float], args) -> None:
                 f"{single[frames]:.3f} | {step:.3f} | {speedup:.2f}x "
                 f"({speedup / world_size:.2f} N) |"
             )
+        sent = cfg_bytes_per_rank_per_step(frames)
+        comm = sent / (args.link_gbps * 1e9) + args.latency_us * 1e-6
+        step = single[frames] * cfg_fraction + comm
+        speedup = single[frames] / step
+        print(
+            f"| {frames} | 2, CFG split | {sent / 1e9:.4f} | {comm:.4f} | {single[frames]:.3f} "
+            f"| {step:.3f} | {speedup:.2f}x ({speedup / 2:.2f} N) |"
+        )
 
 
 def main() -> None:
@@ -158,8 +185,16 @@ def main() -> None:
             f"  rank 0 share of {world_size}: {share:.4f} s = {share / whole:.3f} of the step "
             f"(ideal {1 / world_size:.3f})"
         )
+    cfg_share = cfg_share_seconds(args)
+    print(
+        f"  rank share of 2 splitting the CFG batch: {cfg_share:.4f} s = "
+        f"{cfg_share / whole:.3f} of the step (ideal 0.500)"
+    )
     # Tiny-model shares on a CPU are overhead-bound; they say nothing about an H200.
-    print_model(fractions if args.model == "full" else {}, args)
+    if args.model == "full":
+        print_model(fractions, args, cfg_share / whole)
+    else:
+        print_model({}, args)
 
 
 if __name__ == "__main__":

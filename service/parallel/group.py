@@ -33,13 +33,20 @@ import torch.distributed as dist
 from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
+from service import memory_model
 from service.generation import GenerationEngine, JobStopped
-from service.parallel.mochi_plan import check_world_size, enable_context_parallel
+from service.parallel.cfg_split import CFG_RANKS, disable_cfg_split, enable_cfg_split
+from service.parallel.mochi_plan import (
+    check_world_size,
+    disable_context_parallel,
+    enable_context_parallel,
+)
 from service.params import MAX_SEED, GenerationParams
 
 # genmo/mochi-1-preview's transformer config; the tiny model reads its own.
 MOCHI_1_ATTENTION_HEADS = 24
 DEFAULT_TIMEOUT_SECONDS = 600.0
+SEQUENCE_SPLIT, CFG_SPLIT = "sequence", "cfg"
 
 
 class GroupFailed(RuntimeError):
@@ -109,9 +116,37 @@ class ContextParallelRank:
 
 
 def split_engine(engine: GenerationEngine, world_size: int) -> None:
-    """The engine's transformer split over the process group; its memory plans per rank."""
-    enable_context_parallel(engine.pipeline.transformer, torch.device(engine.device))
+    """Ready the engine for jobs across the (new) process group: each job then picks its split
+    (use_split); its memory plans per rank."""
+    use_split(engine, None)
     engine.gpus_per_job = world_size
+
+
+def split_for(params: GenerationParams, world_size: int) -> str | None:
+    """Two ranks with guidance on split the CFG batch; every other job on more than one rank
+    splits the sequence."""
+    if world_size == 1:
+        return None
+    if world_size == CFG_RANKS and memory_model.cfg_batch(params.guidance_scale) == CFG_RANKS:
+        return CFG_SPLIT
+    return SEQUENCE_SPLIT
+
+
+def use_split(engine: GenerationEngine, split: str | None) -> None:
+    """Switch the transformer's hooks to `split` (None: none), on every rank alike."""
+    transformer = getattr(engine.pipeline.transformer, "_orig_mod", engine.pipeline.transformer)
+    current = getattr(transformer, "_mochi_split", None)
+    if current == split:
+        return
+    if current == SEQUENCE_SPLIT:
+        disable_context_parallel(transformer)
+    elif current == CFG_SPLIT:
+        disable_cfg_split(transformer)
+    if split == SEQUENCE_SPLIT:
+        enable_context_parallel(transformer, torch.device(engine.device))
+    elif split == CFG_SPLIT:
+        enable_cfg_split(transformer)
+    transformer._mochi_split = split
 
 
 def lead(
@@ -121,12 +156,14 @@ def lead(
 ) -> tuple[np.ndarray, dict[str, float]]:
     """Rank 0's part of one job: share the parameters, run its share, decode."""
     job = GenerationParams(**_broadcast_params(params.model_dump()))
+    use_split(engine, split_for(job, dist.get_world_size()))
     return engine.generate(job, on_step=lambda step, total: _lead_step(on_step, step, total))
 
 
 def follow(engine: GenerationEngine) -> None:
     """A follower's part of one job: rank 0's parameters, its share of every step."""
     job = GenerationParams(**_broadcast_params(None))
+    use_split(engine, split_for(job, dist.get_world_size()))
     with contextlib.suppress(_ShareDone):
         engine.generate(job, on_step=_follow_step)
 

@@ -85,8 +85,6 @@ def enable_context_parallel(transformer, device: torch.device) -> ParallelConfig
     transformer = getattr(transformer, "_orig_mod", transformer)
     world_size = dist.get_world_size()
     check_world_size(world_size, transformer.config.num_attention_heads)
-    if transformer._parallel_config is not None:  # a group formed again after a failure
-        disable_context_parallel(transformer)
     cp_config = ContextParallelConfig(ulysses_degree=world_size, ulysses_anything=True)
     mesh = dist.device_mesh.init_device_mesh(
         device.type, (1, world_size), mesh_dim_names=cp_config.mesh_dim_names

@@ -25,11 +25,14 @@ import torch
 from service.generation import GenerationEngine, JobStopped
 from service.jobstore import JobStore
 from service.parallel.group import (
+    CFG_SPLIT,
+    SEQUENCE_SPLIT,
     GroupFailed,
     GroupLeader,
     WorkerGroup,
     join_process_group,
     rendezvous_address,
+    split_for,
 )
 from service.parallel.mochi_plan import ParallelismRefused, enable_context_parallel
 from service.params import GenerationParams
@@ -88,15 +91,25 @@ def two_ranks(local_ray):
     group.close()
 
 
-def test_two_ranks_give_the_frames_of_one(two_ranks):
-    one_rank, _ = GenerationEngine.load("tiny").generate(JOB)
-    split, metrics = two_ranks.generate(JOB)
+@pytest.mark.parametrize("guidance_scale", [4.5, 0.0], ids=["cfg-split", "sequence-split"])
+def test_two_ranks_give_the_frames_of_one(two_ranks, guidance_scale):
+    """With guidance on, each rank runs one element of the CFG batch; with guidance off (a batch
+    of one) the ranks split the sequence."""
+    job = JOB.model_copy(update={"guidance_scale": guidance_scale})
+    one_rank, _ = GenerationEngine.load("tiny").generate(job)
+    split, metrics = two_ranks.generate(job)
     deviation = float(np.abs(split - one_rank).max())
     print(f"2 ranks vs 1: max abs frame deviation {deviation:.3e} (tolerance {FRAME_TOLERANCE})")
     assert split.shape == one_rank.shape == (13, 80, 112, 3)
     assert one_rank.std() > 0.01
     assert deviation <= FRAME_TOLERANCE
     assert metrics["mean_step_seconds"] > 0
+
+
+def test_the_split_follows_the_job():
+    cfg, plain = JOB, JOB.model_copy(update={"guidance_scale": 1.0})
+    assert [split_for(cfg, 2), split_for(plain, 2)] == [CFG_SPLIT, SEQUENCE_SPLIT]
+    assert [split_for(cfg, 4), split_for(cfg, 1)] == [SEQUENCE_SPLIT, None]
 
 
 def _random_transformer() -> torch.nn.Module:
@@ -191,14 +204,28 @@ def leader_settings(settings):
 
 
 def test_a_leader_in_this_process_gives_the_frames_of_one_rank(local_ray):
+    """Rank 0's second block (the first receives the whole and splits it) sees one CFG element
+    (guidance on) or its share of the video tokens."""
     engine = GenerationEngine.load("tiny")
-    one_rank, _ = engine.generate(JOB)
+    seen = []
+    engine.pipeline.transformer.transformer_blocks[1].register_forward_pre_hook(
+        lambda block, args, kwargs: seen.append(tuple(kwargs["hidden_states"].shape[:2])),
+        with_kwargs=True,
+    )
+    plain = JOB.model_copy(update={"guidance_scale": 0.0})
+    one_rank = [engine.generate(job)[0] for job in (JOB, plain)]
+    whole = seen[0]
     leader = GroupLeader.start(engine, 2, timeout_s=120)
     try:
-        split, _ = leader.generate(JOB)
+        seen.clear()
+        split = [leader.generate(job)[0] for job in (JOB, plain)]
     finally:
         leader.close()
-    assert float(np.abs(split - one_rank).max()) <= FRAME_TOLERANCE
+    for frames, expected in zip(split, one_rank, strict=True):
+        assert float(np.abs(frames - expected).max()) <= FRAME_TOLERANCE
+    steps = JOB.num_inference_steps
+    assert seen[:steps] == [(1, whole[1])] * steps  # one CFG element, every video token
+    assert seen[steps:] == [(1, (whole[1] + 1) // 2)] * steps  # 105 video tokens: 53 on rank 0
     assert not torch.distributed.is_initialized()
 
 
