@@ -188,6 +188,19 @@ def test_job_no_worker_can_run_is_refused_with_the_estimate(settings, redis_clie
         assert client.post("/v1/jobs", json=small, headers=headers).status_code == 202
 
 
+def test_admission_plans_the_workers_precision(settings, redis_client):
+    """163 frames at 480x848 on a 24 GiB GPU: 27.2 GiB in bf16 (refused), fits with the DiT's
+    Linear weights in FP8."""
+    from service import auth
+
+    headers = {"Authorization": f"Bearer {auth.add_key(redis_client, 'carol')}"}
+    job = {"prompt": "x", "num_frames": 163, "height": 480, "width": 848}
+    bf16 = replace(settings, model="genmo/mochi-1-preview", worker_gpu_memory_gib=24.0)
+    for workers, status in ((bf16, 422), (replace(bf16, dit_precision="fp8"), 202)):
+        with TestClient(create_app(workers)) as client:
+            assert client.post("/v1/jobs", json=job, headers=headers).status_code == status
+
+
 def test_readyz_is_503_with_the_reason_until_a_worker_is_alive(api, redis_client):
     response = api.get("/readyz")
     assert response.status_code == 503 and "no worker" in response.json()["reason"]
@@ -269,7 +282,7 @@ def api_missing_reason(settings) -> str:
     ],
 )
 def test_retention_is_said_in_words(seconds, words):
-    from service.api import human_duration
+    from service.routes.jobs import human_duration
 
     assert human_duration(seconds) == words
 

@@ -7,17 +7,18 @@ shows exactly what the API enforces.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter
 from fastapi.responses import RedirectResponse
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from service.params import FRAME_STEP, SIDE_MULTIPLE, GenerationParams
 
-STATIC_DIR = Path(__file__).resolve().parent / "static"
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 WEB_PATH = "/web"
 # Everything from this origin; videos are played from blob: URLs fetched with the key.
 CONTENT_SECURITY_POLICY = (
@@ -46,6 +47,24 @@ class PageFiles(StaticFiles):
         return response
 
 
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/")
+def root() -> RedirectResponse:
+    return RedirectResponse(WEB_PATH + "/", status_code=307)
+
+
+@router.get(WEB_PATH + "/parameters.json")
+def parameters() -> dict[str, Any]:
+    return {"parameters": parameter_limits()}
+
+
+# After the routes above: /web/parameters.json is answered before the files are looked in.
+router.mount(WEB_PATH, PageFiles(directory=STATIC_DIR, html=True), name="web")
+
+
+@functools.cache
 def parameter_limits() -> dict[str, dict[str, Any]]:
     """Per field: type, default, minimum/maximum (or max_length) and any extra rule."""
     schema = GenerationParams.model_json_schema()
@@ -80,21 +99,6 @@ def _hint(field: dict[str, Any]) -> str:
     else:
         parts.append("optional")
     return "; ".join(parts)
-
-
-def mount_web(app: FastAPI) -> None:
-    """Serve the page at /web/ (and redirect / there), plus the limits it shows."""
-    limits = parameter_limits()
-
-    @app.get("/", include_in_schema=False)
-    def root() -> RedirectResponse:
-        return RedirectResponse(WEB_PATH + "/", status_code=307)
-
-    @app.get(WEB_PATH + "/parameters.json", include_in_schema=False)
-    def parameters() -> dict[str, Any]:
-        return {"parameters": limits}
-
-    app.mount(WEB_PATH, PageFiles(directory=STATIC_DIR, html=True), name="web")
 
 
 def _number(value: float) -> str:
