@@ -27,10 +27,11 @@ sys.path.insert(0, str(REPO))
 
 from service import auth  # noqa: E402
 from service.config import Settings  # noqa: E402
-from service.jobstore import ACTIVE_STATES, account_jobs_key, job_key  # noqa: E402
+from service.keys import account_jobs_key, job_key  # noqa: E402
 from service.local_stack import LocalStack  # noqa: E402
 from service.polling import wait_until  # noqa: E402
 from service.processes import free_port  # noqa: E402
+from service.records import ACTIVE_STATES  # noqa: E402
 
 # The least work a job can be: 7 frames of 64x64, 2 steps (Mochi's scheduler divides by
 # num_steps // 2, so 1 step fails), no classifier-free guidance.

@@ -1,5 +1,6 @@
-"""Container images and what they were built from: image references, the Dockerfiles and
-requirements files beside the manifests, the Ray and Python versions an image carries."""
+"""Container images and what they were built from: the Dockerfiles and requirements files
+beside the manifests. References are parsed by service.image_refs (re-exported here for the
+checks: ImageRef, parse_image)."""
 
 from __future__ import annotations
 
@@ -14,55 +15,12 @@ from pathlib import PurePath
 import yaml
 
 from doctor.inventory import BuildFile, Inventory
+from service.image_refs import ImageRef, parse_image
 
-RAY_IMAGE_REPOS = ("rayproject/ray", "rayproject/ray-ml", "anyscale/ray")
 MUTABLE_TAGS = {"latest", "main", "master", "dev", "develop", "stable", "nightly", "edge"}
 _RAY_REQUIREMENT = re.compile(
     r"(?<![\w-])ray(?:\[(?P<extras>[\w,\s-]*)\])?\s*(?:(?P<op>==|~=|>=|<=|>|<)\s*(?P<version>[\w.]+))?",
 )
-_PY_TAG = re.compile(r"py(?P<major>3)(?P<minor>\d{1,2})\b")
-
-
-@dataclass(frozen=True)
-class ImageRef:
-    repository: str
-    tag: str | None
-    digest: str | None
-
-    @property
-    def short_name(self) -> str:
-        return self.repository.rsplit("/", 1)[-1]
-
-    @property
-    def is_ray(self) -> bool:
-        return any(self.repository.endswith(repo) for repo in RAY_IMAGE_REPOS)
-
-    def ray_version(self) -> str | None:
-        if self.is_ray and self.tag:
-            match = re.match(r"(\d+\.\d+\.\d+)", self.tag)
-            return match.group(1) if match else None
-        return None
-
-    def python_minor(self) -> str | None:
-        if not self.tag:
-            return None
-        if self.repository.endswith("python"):
-            match = re.match(r"(3\.\d+)", self.tag)
-            return match.group(1) if match else None
-        match = _PY_TAG.search(self.tag)
-        return f"{match.group('major')}.{match.group('minor')}" if match else None
-
-
-def parse_image(reference: str) -> ImageRef:
-    reference = reference.strip()
-    digest = None
-    if "@" in reference:
-        reference, digest = reference.split("@", 1)
-    repository, tag = reference, None
-    last = reference.rsplit("/", 1)[-1]
-    if ":" in last:
-        repository, tag = reference.rsplit(":", 1)
-    return ImageRef(repository, tag, digest)
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 
-from service import quantities
 from service.config import APPENDFSYNC_MODES
+from service.image_refs import ImageRef
 
 PROJECT = "mochi"
 RAY_MODES = ("kuberay", "plain")
@@ -246,29 +246,13 @@ def is_dns_label(name: str) -> bool:
     return len(name) <= 63 and bool(DNS_LABEL.match(name))
 
 
-def image_registry(image: str) -> str:
-    """The registry host of an image reference; empty for Docker Hub or a node-local image."""
-    first, slash, _ = image.partition("/")
-    if slash and ("." in first or ":" in first or first == "localhost"):
-        return first
-    return ""
+def is_pinned_image(image: ImageRef) -> bool:
+    """A sha256 digest, or an explicit tag other than `latest`."""
+    if image.digest and image.digest.startswith("sha256:"):
+        return True
+    return bool(image.tag) and image.tag != "latest"
 
 
 def is_placeholder_host(host: str) -> bool:
     name = host.split(":", 1)[0].lower().rstrip(".")
     return any(name == domain or name.endswith("." + domain) for domain in PLACEHOLDER_DOMAINS)
-
-
-def is_pinned_image(image: str) -> bool:
-    """A digest, or an explicit tag other than `latest`."""
-    if "@sha256:" in image:
-        return True
-    last = image.rsplit("/", 1)[-1]
-    if ":" not in last:
-        return False
-    tag = last.rsplit(":", 1)[1]
-    return bool(tag) and tag != "latest"
-
-
-def gib(quantity: str) -> float:
-    return quantities.gib(quantity)

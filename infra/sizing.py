@@ -6,8 +6,8 @@ import math
 from dataclasses import dataclass
 
 from infra import naming
-from infra.config import StackConfig, gib
-from service import quantities
+from infra.config import StackConfig
+from service.quantities import cores, gib
 
 # Small fixed-size containers (no config key: they do not scale with the workload).
 SUPERVISOR_RESOURCES = ("250m", "512Mi")
@@ -49,15 +49,11 @@ class PodBudget:
 
     def effective(self) -> tuple[float, float, int]:
         """The pod's (cpu cores, memory GiB, gpus) as the scheduler and the quota count it."""
-        cpu, memory = parse_cpu(self.resources.cpu), gib(self.resources.memory)
+        cpu, memory = cores(self.resources.cpu), gib(self.resources.memory)
         if self.init:
-            cpu = max(cpu, parse_cpu(self.init.cpu))
+            cpu = max(cpu, cores(self.init.cpu))
             memory = max(memory, gib(self.init.memory))
         return cpu, memory, self.resources.gpus
-
-
-def parse_cpu(quantity: str) -> float:
-    return quantities.cores(quantity)
 
 
 def api(config: StackConfig) -> Resources:
@@ -79,7 +75,7 @@ def ray_head(config: StackConfig) -> Resources:
 
 def ray_worker_cpus(config: StackConfig) -> int:
     """What a worker pod's `ray start --num-cpus` offers its actors: whole cores, at least 1."""
-    return max(1, math.floor(parse_cpu(config.ray_worker_cpu)))
+    return max(1, math.floor(cores(config.ray_worker_cpu)))
 
 
 def ray_worker(config: StackConfig) -> Resources:

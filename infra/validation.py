@@ -16,25 +16,20 @@ from infra.config import (
     RequiredValue,
     StackConfig,
     config_key,
-    gib,
-    image_registry,
     is_dns_label,
     is_pinned_image,
     is_placeholder_host,
 )
 from service.config import DIT_PRECISIONS, STALL_FLOOR_SECONDS
+from service.image_refs import parse_image
 from service.memory_model import (
     HOST_PROCESS_OVERHEAD_GIB,
     plan_generation,
     profile_for,
     worker_host_memory_gib,
 )
-
-# The largest job the API admits (its request limits): 163 frames at 848x848 with guidance.
-MAX_FRAMES = 163
-MAX_HEIGHT = 848
-MAX_WIDTH = 848
-MAX_GUIDANCE = 20.0
+from service.params import LARGEST_JOB
+from service.quantities import cores, gib
 
 # A result deleted sooner could be gone before its client fetches it; an orphan grace shorter
 # than this could sweep a file a slow worker is still writing.
@@ -97,14 +92,15 @@ def validate(config: StackConfig) -> list[ConfigProblem]:
 def _check_images(config, problem, required) -> None:
     for field_name, what in IMAGES.items():
         image = getattr(config, field_name)
-        registry = image_registry(image)
+        ref = parse_image(image)
+        registry = ref.registry
         if not image or is_placeholder_host(registry):
             placeholder = f" ({registry} is a placeholder)" if registry else ""
             required(
                 field_name,
                 f"{what} in the registry your cluster pulls from, pinned{placeholder}",
             )
-        elif not is_pinned_image(image):
+        elif not is_pinned_image(ref):
             problem(field_name, "must be pinned to a tag other than `latest` or to a digest")
 
 
@@ -160,7 +156,7 @@ def _check_quantities(config, problem) -> bool:
             parsed = False
     for field_name in CPU_FIELDS:
         try:
-            sizing.parse_cpu(getattr(config, field_name))
+            cores(getattr(config, field_name))
         except ValueError:
             problem(field_name, "is not a CPU quantity such as 500m or 4")
             parsed = False
@@ -205,8 +201,9 @@ def _check_largest_job(config, problem) -> None:
     """Every rank's GPU holds a whole pipeline and its share of the DiT; rank 0 also decodes."""
     if config.gpus_per_job < 1 or config.dit_precision not in DIT_PRECISIONS:
         return  # reported by their own rules; the plan needs valid values
+    job = LARGEST_JOB
     plan = plan_generation(
-        profile_for(config.model), MAX_FRAMES, MAX_HEIGHT, MAX_WIDTH, MAX_GUIDANCE,
+        profile_for(config.model), job.num_frames, job.height, job.width, job.guidance_scale,
         config.gpu_memory_gib, config.gpus_per_job, config.dit_precision,
     )  # fmt: skip
     if not plan.fits:
@@ -215,7 +212,7 @@ def _check_largest_job(config, problem) -> None:
             where = f"one GPU per rank (mochi:gpusPerJob = {config.gpus_per_job})"
         problem(
             "gpu_memory_gib",
-            f"the largest job the API admits ({MAX_FRAMES} frames at {MAX_HEIGHT}x{MAX_WIDTH}) "
+            f"the largest job the API admits ({job.num_frames} frames at {job.height}x{job.width}) "
             f"does not fit {where}: {plan.describe()}",
         )
 
@@ -375,7 +372,7 @@ def _check_quota(config, problem) -> None:
         pods += count
         parts.append(f"{budget.name} {count}x{pod_memory:g}Gi")
     detail = f"({', '.join(parts)}, including a rolling update's surge)"
-    if cpu > sizing.parse_cpu(config.quota_requests_cpu):
+    if cpu > cores(config.quota_requests_cpu):
         problem("quota_requests_cpu", f"below the pods' CPU requests {cpu:g} {detail}")
     if memory > gib(config.quota_requests_memory):
         problem("quota_requests_memory", f"below the pods' memory requests {memory:g} GiB {detail}")

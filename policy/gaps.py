@@ -10,11 +10,12 @@ from dataclasses import dataclass
 
 from doctor.checks.exposure import EXPOSED_TYPES, forwarded_control_ports
 from doctor.checks.memory import object_store_flag
-from doctor.images import MUTABLE_TAGS, parse_image
+from doctor.images import MUTABLE_TAGS
 from doctor.inventory import Inventory, Workload
 from doctor.objects import resource_id
 from doctor.registry import Hit
 from doctor.resources import amount_or_none, format_gib
+from service.image_refs import parse_image
 
 # Ray's GCS, dashboard (its Jobs API runs code) and client ports; Redis listens on 6379 too.
 RAY_PORT_NUMBERS = (6379, 8265, 10001)

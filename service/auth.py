@@ -11,10 +11,8 @@ from dataclasses import dataclass
 
 import redis
 
-API_KEYS = "mochi:api-keys"
-# digest -> {"created_at": unix seconds, "source": "created" | "bootstrap"}; never read to
-# authenticate, so a key stored before this existed still works and lists with no time.
-API_KEY_INFO = "mochi:api-key-info"
+from service.keys import API_KEY_INFO, API_KEYS, RATE_PREFIX, lua_literal
+
 KEY_ID_CHARS = 12
 ACCOUNT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 KEY_PREFIX = "mk_"
@@ -27,8 +25,9 @@ KEY_PREFIX = "mk_"
 # Returns the account (nil for an unknown key), the level with this submission (over
 # per_minute: refused, and nothing is counted) and the seconds until one more would fit.
 # per_minute defaults to the submit script's ARGV[3], its rate-per-minute argument.
-AUTHENTICATE_LUA = """
-local function authenticate(keys_hash, digest, rate_prefix, per_minute)
+AUTHENTICATE_LUA = (
+    """
+local function authenticate(keys_hash, digest, per_minute)
   local account = redis.call('HGET', keys_hash, digest)
   if not account then return nil end
   local limit = tonumber(per_minute or ARGV[3])
@@ -36,7 +35,7 @@ local function authenticate(keys_hash, digest, rate_prefix, per_minute)
   local time = redis.call('TIME')
   local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
   local per_second = limit / 60
-  local key = rate_prefix .. account
+  local key = RATE_PREFIX .. account
   local stored = redis.call('HMGET', key, 'level', 'at')
   local level = 0
   if stored[1] then
@@ -51,7 +50,7 @@ local function authenticate(keys_hash, digest, rate_prefix, per_minute)
   return account, math.ceil(count), 0
 end
 """
-RATE_PREFIX = "mochi:rate:"
+).replace("RATE_PREFIX", lua_literal(RATE_PREFIX))
 
 
 class AuthError(ValueError):

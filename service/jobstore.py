@@ -1,9 +1,10 @@
 """The job state machine in Redis. Every transition is one Lua script, so it is atomic.
 
-queued -> starting -> running -> succeeded | failed | canceled. A worker that claims a job holds a
-lease (server time, `mochi:leases`) which it renews with heartbeats; every write a worker makes is
-fenced by (worker id, attempt number), so a worker that lost its lease cannot touch the job again.
-The reaper returns expired jobs to the queue, or fails them after their last attempt.
+queued -> starting -> running -> succeeded | failed | canceled (service.records.JobStatus). A
+worker that claims a job holds a lease (server time, in LEASES) which it renews with heartbeats;
+every write a worker makes is fenced by (worker id, attempt number), so a worker that lost its
+lease cannot touch the job again. The reaper returns expired jobs to the queue, or fails them
+after their last attempt. Key names come from service.keys; a record decodes as JobRecord.
 
 Every script is safe to run twice: the sync client resends a command whose reply timed out, and
 the first send may still have run. Submit carries its job id, claim and cancel a one-time token,
@@ -11,7 +12,7 @@ finish recognises its own result; a repeat answers as the first run did and chan
 
 A job that ended (succeeded, failed, canceled) lives `result_ttl_seconds` more: its record and
 its idempotency key expire in Redis, and its entry in the account's list is removed through
-`mochi:expiring` by the submit, reap and list calls.
+service.keys.EXPIRING by the submit, reap and list calls.
 """
 
 from __future__ import annotations
@@ -20,35 +21,55 @@ import hashlib
 import json
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import redis
 
-from service.auth import API_KEYS, AUTHENTICATE_LUA
+from service.auth import AUTHENTICATE_LUA
+from service.keys import (
+    ACCOUNT_JOBS_SUFFIX,
+    ACCOUNT_PREFIX,
+    API_KEYS,
+    EXPIRING,
+    IDEMPOTENCY_PREFIX,
+    JOB_PREFIX,
+    LEASES,
+    POOL_HEARTBEAT,
+    POOL_SUBMISSION,
+    QUEUE,
+    QUEUED_PER_ACCOUNT,
+    SWEPT,
+    WAKE,
+    WORKERS,
+    WORKERS_SEEN,
+    account_jobs_key,
+    job_key,
+    last_claim_key,
+    lua_literal,
+)
+from service.records import (
+    TERMINAL_STATES,
+    BadJobRecord,
+    JobRecord,
+    JobStatus,
+    StoreSnapshot,
+    UnreadableJob,
+    seen_cutoff,
+    worker_info,
+)
 
-PREFIX = "mochi"
-QUEUE = f"{PREFIX}:queue"
-LEASES = f"{PREFIX}:leases"
-WAKE = f"{PREFIX}:wake"
-QUEUED_PER_ACCOUNT = f"{PREFIX}:queued-per-account"
-WORKERS = f"{PREFIX}:workers"
-WORKERS_SEEN = f"{PREFIX}:workers-seen"
-# What the sweeper removed, by kind (a hash shared by every sweeper and API replica).
-SWEPT = f"{PREFIX}:swept"
 SWEPT_KINDS = ("jobs", "videos", "partials", "attempts")
-# Ended jobs by expiry time, members "<job id> <account>": what to remove from account lists.
-EXPIRING = f"{PREFIX}:expiring"
-# A worker's last claim, "<token> <job id>", for a repeat of that claim: one key per worker.
-LAST_CLAIM_PREFIX = f"{PREFIX}:last-claim:"
 LAST_CLAIM_TTL_SECONDS = 3600
 DEFAULT_RESULT_TTL_SECONDS = 7 * 24 * 3600
 PRUNE_BATCH = 500
 # Each submission removes a few expired list entries, of any account: more than it adds.
 SUBMIT_PRUNE_BATCH = 4
-ACTIVE_STATES = ("starting", "running")
-TERMINAL_STATES = ("succeeded", "failed", "canceled")
 JOB_ID_LENGTH = 32
+# Job records JobStore.snapshot reads per round trip, and how many unreadable ones it describes.
+SNAPSHOT_BATCH = 500
+SNAPSHOT_UNREADABLE_SHOWN = 20
 
 _NOW = """
 local function now()
@@ -57,13 +78,26 @@ local function now()
 end
 """
 
-_RETENTION = """
-local function prune(expiring, prefix, limit)
+# The keys of service.keys the scripts derive from a job id or an account.
+_KEY_LAYOUT = f"""
+local function job_key(id) return {lua_literal(JOB_PREFIX)} .. id end
+local function account_jobs_key(account)
+  return {lua_literal(ACCOUNT_PREFIX)} .. account .. {lua_literal(ACCOUNT_JOBS_SUFFIX)}
+end
+local function idempotency_key(account, key)
+  return {lua_literal(IDEMPOTENCY_PREFIX)} .. account .. ':' .. key
+end
+"""
+
+_RETENTION = (
+    _KEY_LAYOUT
+    + """
+local function prune(expiring, limit)
   local due = redis.call('ZRANGEBYSCORE', expiring, '-inf', now(), 'LIMIT', 0, limit)
   for _, member in ipairs(due) do
     local space = string.find(member, ' ', 1, true)
     local id, account = string.sub(member, 1, space - 1), string.sub(member, space + 1)
-    redis.call('ZREM', prefix .. ':account:' .. account .. ':jobs', id)
+    redis.call('ZREM', account_jobs_key(account), id)
   end
   if #due > 0 then redis.call('ZREM', expiring, unpack(due)) end
   return #due
@@ -83,21 +117,22 @@ local function unqueue(counter, account)
   if redis.call('HINCRBY', counter, account, -1) <= 0 then redis.call('HDEL', counter, account) end
 end
 """
+)
 
 # Authenticate (by account name, or by API key digest with the per-minute rate limit) and
 # enqueue, in one round trip: the API's hot path. Keys derived from the account are built here,
 # which a single Redis (not Redis Cluster) allows. The idempotency key holds "<id>:<body hash>"
 # (just "<id>" when stored before body hashes existed, which then match any body).
 # KEYS: api-keys, queue, queued-per-account, wake, expiring
-# ARGV: 'account' | 'key', account or key digest, rate per minute, prefix, id, params json,
+# ARGV: 'account' | 'key', account or key digest, rate per minute, id, params json,
 #   max attempts, total steps, max queued, idempotency key (or ''), body hash (or '')
 SUBMIT_LUA = (
     _NOW
     + _RETENTION
     + AUTHENTICATE_LUA
     + """
-local prefix, id = ARGV[4], ARGV[5]
-local job = prefix .. ':job:' .. id
+local id = ARGV[4]
+local job = job_key(id)
 if redis.call('EXISTS', job) == 1 then
   -- this very submission, run again: its job, unchanged
   local owner = ARGV[2]
@@ -108,40 +143,40 @@ if redis.call('EXISTS', job) == 1 then
 end
 local account = ARGV[2]
 if ARGV[1] == 'key' then
-  local found, count, seconds_left = authenticate(KEYS[1], ARGV[2], prefix .. ':rate:')
+  local found, count, seconds_left = authenticate(KEYS[1], ARGV[2])
   if not found then return {-2} end
   if count > tonumber(ARGV[3]) then return {-3, seconds_left} end
   account = found
 end
-prune(KEYS[5], prefix, SUBMIT_PRUNE_BATCH)
+prune(KEYS[5], SUBMIT_PRUNE_BATCH)
 local idem = ''
-if ARGV[10] ~= '' then
-  idem = prefix .. ':idempotency:' .. account .. ':' .. ARGV[10]
+if ARGV[9] ~= '' then
+  idem = idempotency_key(account, ARGV[9])
   local held = redis.call('GET', idem)
   if held then
     local earlier, hash = held, ''
     local colon = string.find(held, ':', 1, true)
     if colon then earlier, hash = string.sub(held, 1, colon - 1), string.sub(held, colon + 1) end
-    local record = redis.call('HGETALL', prefix .. ':job:' .. earlier)
+    local record = redis.call('HGETALL', job_key(earlier))
     if #record > 0 then
-      if hash ~= '' and ARGV[11] ~= '' and hash ~= ARGV[11] then return {-4, earlier} end
+      if hash ~= '' and ARGV[10] ~= '' and hash ~= ARGV[10] then return {-4, earlier} end
       return {0, record}
     end
   end
 end
 local queued = tonumber(redis.call('HGET', KEYS[3], account) or '0')
-if queued >= tonumber(ARGV[9]) then return {-1} end
+if queued >= tonumber(ARGV[8]) then return {-1} end
 local t = string.format('%.6f', now())
-redis.call('HSET', job, 'id', id, 'account', account, 'status', 'queued', 'params', ARGV[6],
-  'attempts', 0, 'max_attempts', ARGV[7], 'step', 0, 'total_steps', ARGV[8], 'created_at', t,
+redis.call('HSET', job, 'id', id, 'account', account, 'status', 'queued', 'params', ARGV[5],
+  'attempts', 0, 'max_attempts', ARGV[6], 'step', 0, 'total_steps', ARGV[7], 'created_at', t,
   'cancel_requested', 0)
 redis.call('RPUSH', KEYS[2], id)
-redis.call('ZADD', prefix .. ':account:' .. account .. ':jobs', t, id)
+redis.call('ZADD', account_jobs_key(account), t, id)
 redis.call('HINCRBY', KEYS[3], account, 1)
 if idem ~= '' then
   -- no expiry while the job lives: it gets the job's own when the job ends
   local value = id
-  if ARGV[11] ~= '' then value = id .. ':' .. ARGV[11] end
+  if ARGV[10] ~= '' then value = id .. ':' .. ARGV[10] end
   redis.call('SET', idem, value)
   redis.call('HSET', job, 'idempotency', idem)
 end
@@ -152,16 +187,16 @@ return {1, t, account}
 )
 
 # KEYS: queue, leases, queued-per-account, the worker's last claim
-# ARGV: worker, lease seconds, job key prefix, claim token, last claim ttl seconds
+# ARGV: worker, lease seconds, claim token, last claim ttl seconds
 _CLAIM = (
     _NOW
     + _RETENTION
     + """
 local last = redis.call('GET', KEYS[4])
-if last and string.sub(last, 1, #ARGV[4] + 1) == ARGV[4] .. ' ' then
+if last and string.sub(last, 1, #ARGV[3] + 1) == ARGV[3] .. ' ' then
   -- this very claim, run again: the same job while this worker still holds it
-  local earlier = string.sub(last, #ARGV[4] + 2)
-  local job = redis.call('HMGET', ARGV[3] .. earlier, 'status', 'worker', 'attempts', 'params')
+  local earlier = string.sub(last, #ARGV[3] + 2)
+  local job = redis.call('HMGET', job_key(earlier), 'status', 'worker', 'attempts', 'params')
   if (job[1] == 'starting' or job[1] == 'running') and job[2] == ARGV[1] then
     return {earlier, job[3], job[4]}
   end
@@ -170,7 +205,7 @@ end
 while true do
   local id = redis.call('LPOP', KEYS[1])
   if not id then return nil end
-  local key = ARGV[3] .. id
+  local key = job_key(id)
   if redis.call('HGET', key, 'status') == 'queued' then
     local t = now()
     local attempt = redis.call('HINCRBY', key, 'attempts', 1)
@@ -179,7 +214,7 @@ while true do
     if not redis.call('HGET', key, 'started_at') then redis.call('HSET', key, 'started_at', t) end
     redis.call('ZADD', KEYS[2], t + tonumber(ARGV[2]), id)
     unqueue(KEYS[3], redis.call('HGET', key, 'account'))
-    redis.call('SET', KEYS[4], ARGV[4] .. ' ' .. id, 'EX', ARGV[5])
+    redis.call('SET', KEYS[4], ARGV[3] .. ' ' .. id, 'EX', ARGV[4])
     return {id, attempt, redis.call('HGET', key, 'params')}
   end
 end
@@ -270,17 +305,17 @@ return answer
 )
 
 # KEYS: leases, queue, queued-per-account, wake, expiring
-# ARGV: job key prefix, batch size, result ttl ms, prefix, prune batch size
+# ARGV: batch size, result ttl ms, prune batch size
 _REAP = (
     _NOW
     + _RETENTION
     + """
 local t = now()
-local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', t, 'LIMIT', 0, tonumber(ARGV[2]))
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', t, 'LIMIT', 0, tonumber(ARGV[1]))
 local result = {}
 for _, id in ipairs(expired) do
   redis.call('ZREM', KEYS[1], id)
-  local key = ARGV[1] .. id
+  local key = job_key(id)
   local job = redis.call('HMGET', key, 'status', 'attempts', 'max_attempts', 'account',
     'lease_expires', 'cancel_requested', 'worker')
   if job[1] == 'starting' or job[1] == 'running' then
@@ -288,7 +323,7 @@ for _, id in ipairs(expired) do
       .. ' (attempt ' .. job[2] .. ' of ' .. job[3] .. ')'
     if job[6] == '1' then
       redis.call('HSET', key, 'status', 'canceled', 'finished_at', t, 'error', lost)
-      retire(key, id, ARGV[3], KEYS[5], t)
+      retire(key, id, ARGV[2], KEYS[5], t)
       table.insert(result, {id, 'canceled'})
     elseif tonumber(job[2]) < tonumber(job[3]) then
       redis.call('HSET', key, 'status', 'queued', 'worker', '', 'error', lost)
@@ -298,18 +333,18 @@ for _, id in ipairs(expired) do
       table.insert(result, {id, 'requeued'})
     else
       redis.call('HSET', key, 'status', 'failed', 'finished_at', t, 'error', lost)
-      retire(key, id, ARGV[3], KEYS[5], t)
+      retire(key, id, ARGV[2], KEYS[5], t)
       table.insert(result, {id, 'failed'})
     end
   end
 end
-prune(KEYS[5], ARGV[4], tonumber(ARGV[5]))
+prune(KEYS[5], tonumber(ARGV[3]))
 return result
 """
 )
 
-# KEYS: expiring; ARGV: prefix, batch size
-_PRUNE = _NOW + _RETENTION + "return prune(KEYS[1], ARGV[1], tonumber(ARGV[2]))"
+# KEYS: expiring; ARGV: batch size
+_PRUNE = _NOW + _RETENTION + "return prune(KEYS[1], tonumber(ARGV[1]))"
 
 
 class QueueFull(Exception):
@@ -375,7 +410,6 @@ class Submission:
             self.mode,
             self.who,
             self.rate_per_minute,
-            PREFIX,
             self.job_id,
             encode_json(self.params),
             self.max_attempts,
@@ -406,25 +440,21 @@ class Submission:
             raise ValueError(f"job id {self.job_id} belongs to another account's job")
         if code in (0, 2):  # 0: an earlier job with the same idempotency key; 2: this one
             flat = result[1]
-            return _decode_job(dict(zip(flat[::2], flat[1::2], strict=True))), code == 2
+            record = JobRecord.from_redis(dict(zip(flat[::2], flat[1::2], strict=True)))
+            return record.as_dict(), code == 2
         return self._new_job(float(result[1]), _text(result[2])), True
 
     def _new_job(self, created_at: float, account: str) -> dict[str, Any]:
         """The record the script just wrote, without reading it back (the hot path)."""
-        return {
-            "id": self.job_id,
-            "account": account,
-            "status": "queued",
-            "params": self.params,
-            "attempts": 0,
-            "max_attempts": self.max_attempts,
-            "step": 0,
-            "total_steps": self.params.get("num_inference_steps", 0),
-            "created_at": created_at,
-            "started_at": None,
-            "finished_at": None,
-            "metrics": {},
-        }
+        return JobRecord(
+            id=self.job_id,
+            status=JobStatus.QUEUED,
+            account=account,
+            params=self.params,
+            max_attempts=self.max_attempts,
+            total_steps=self.params.get("num_inference_steps", 0),
+            created_at=created_at,
+        ).as_dict()
 
 
 @dataclass(frozen=True)
@@ -483,18 +513,6 @@ def connect_async(settings, socket_timeout: float = 5.0):
         socket_connect_timeout=min(5.0, socket_timeout),
         retry=Retry(NoBackoff(), 0),
     )
-
-
-def job_key(job_id: str) -> str:
-    return f"{PREFIX}:job:{job_id}"
-
-
-def account_jobs_key(account: str) -> str:
-    return f"{PREFIX}:account:{account}:jobs"
-
-
-def idempotency_key(account: str, key: str) -> str:
-    return f"{PREFIX}:idempotency:{account}:{key}"
 
 
 def new_job_id() -> str:
@@ -573,7 +591,7 @@ class JobStore:
     def get(self, job_id: str) -> dict[str, Any] | None:
         """The job, or None when there is none (never was, or it ended and expired)."""
         raw = self.redis.hgetall(job_key(job_id))
-        return _decode_job(raw) if raw else None
+        return JobRecord.from_redis(raw).as_dict() if raw else None
 
     def existing(self, job_ids: list[str]) -> set[str]:
         """The ids of these jobs that still have a record (not expired)."""
@@ -586,14 +604,14 @@ class JobStore:
         pipe = self.redis.pipeline(transaction=False)
         for job_id in ids:
             pipe.hgetall(job_key(_text(job_id)))
-        jobs = [_decode_job(raw) for raw in pipe.execute() if raw]
+        jobs = [JobRecord.from_redis(raw).as_dict() for raw in pipe.execute() if raw]
         return jobs, self.redis.zcard(key)
 
     def prune_expired(self) -> int:
         """Remove every expired job from its account's list; returns how many."""
         total = 0
         while True:
-            pruned = int(self._prune(keys=[EXPIRING], args=[PREFIX, PRUNE_BATCH]))
+            pruned = int(self._prune(keys=[EXPIRING], args=[PRUNE_BATCH]))
             total += pruned
             if pruned < PRUNE_BATCH:
                 return total
@@ -614,9 +632,8 @@ class JobStore:
     def claim(self, worker: str, token: str | None = None) -> Claim | None:
         """The next queued job, now this worker's, or None. A repeat with the same token
         returns the same job (while this worker still holds it) and takes no other."""
-        keys = [QUEUE, LEASES, QUEUED_PER_ACCOUNT, LAST_CLAIM_PREFIX + worker]
-        args = [worker, self.lease_seconds, job_key(""), token or new_token()]
-        args.append(LAST_CLAIM_TTL_SECONDS)
+        keys = [QUEUE, LEASES, QUEUED_PER_ACCOUNT, last_claim_key(worker)]
+        args = [worker, self.lease_seconds, token or new_token(), LAST_CLAIM_TTL_SECONDS]
         claimed = self._claim(keys=keys, args=args)
         if not claimed:
             return None
@@ -646,7 +663,8 @@ class JobStore:
         same result recorded again answers True. `video` is the file name inside the shared
         output directory."""
         if outcome not in TERMINAL_STATES:
-            raise ValueError(f"outcome must be one of {TERMINAL_STATES}, not {outcome!r}")
+            ended = ", ".join(TERMINAL_STATES)
+            raise ValueError(f"outcome must be one of {ended}, not {outcome!r}")
         keys = [job_key(claim.job_id), LEASES, EXPIRING]
         args = [claim.job_id, worker, claim.attempt, outcome, error, video]
         args += [encode_json(metrics or {}), self._result_ttl_ms]
@@ -658,7 +676,7 @@ class JobStore:
         """Requeue or fail every job whose lease expired; returns (job id, action) pairs.
         Also removes up to PRUNE_BATCH expired jobs from their accounts' lists."""
         keys = [LEASES, QUEUE, QUEUED_PER_ACCOUNT, WAKE, EXPIRING]
-        args = [job_key(""), batch, self._result_ttl_ms, PREFIX, PRUNE_BATCH]
+        args = [batch, self._result_ttl_ms, PRUNE_BATCH]
         reaped = self._reap(keys=keys, args=args)
         return [(_text(job_id), _text(action)) for job_id, action in reaped]
 
@@ -674,14 +692,13 @@ class JobStore:
         self.redis.zadd(WORKERS_SEEN, {worker: self.server_time()})
 
     def live_workers(self, ttl_seconds: float) -> dict[str, dict[str, Any]]:
-        alive = self.redis.zrangebyscore(WORKERS_SEEN, self.server_time() - ttl_seconds, "+inf")
+        """The registrations of the workers seen within ttl_seconds (worker_ttl_seconds)."""
+        cutoff = seen_cutoff(self.server_time(), ttl_seconds)
+        alive = self.redis.zrangebyscore(WORKERS_SEEN, cutoff, "+inf")
         if not alive:
             return {}
         infos = self.redis.hmget(WORKERS, alive)
-        return {
-            _text(worker): json.loads(info) if info else {}
-            for worker, info in zip(alive, infos, strict=True)
-        }
+        return {_text(worker): worker_info(info) for worker, info in zip(alive, infos, strict=True)}
 
     # --- watchdog and sweeper
 
@@ -741,7 +758,7 @@ return {'requeued'}
         return owners
 
     def count_swept(self, counts: dict[str, int]) -> None:
-        """Add to the `mochi:swept` counters (jobs, videos, partials, attempts)."""
+        """Add to the SWEPT counters (jobs, videos, partials, attempts)."""
         pipe = self.redis.pipeline(transaction=False)
         for kind, count in counts.items():
             if count:
@@ -749,7 +766,7 @@ return {'requeued'}
         pipe.execute()
 
     def swept_counts(self) -> dict[str, int]:
-        """The `mochi:swept` counters, every kind of SWEPT_KINDS present (0 before any sweep)."""
+        """The SWEPT counters, every kind of SWEPT_KINDS present (0 before any sweep)."""
         counts = {_text(kind): int(value) for kind, value in self.redis.hgetall(SWEPT).items()}
         return {**dict.fromkeys(SWEPT_KINDS, 0), **counts}
 
@@ -757,28 +774,92 @@ return {'requeued'}
         seconds, micros = self.redis.time()
         return seconds + micros / 1e6
 
+    # --- a read-only view of everything (the doctor) ----------------------------------------
+
+    def snapshot(
+        self,
+        worker_ttl_seconds: float,
+        *,
+        limit: int,
+        finished_within: float | None = None,
+        stop: Callable[[], bool] = lambda: False,
+    ) -> StoreSnapshot:
+        """Queue, leases, workers, the pool and up to `limit` job records, changing nothing.
+        Jobs that ended more than `finished_within` seconds ago are read but not kept; `stop`
+        (asked between batches) ends the job scan early. A record this version cannot read is
+        counted and described, never raised."""
+        now = self.server_time()
+        scan = self._scan_jobs(now, limit, finished_within, stop)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(WORKERS).zrange(WORKERS_SEEN, 0, -1, withscores=True)
+        pipe.get(POOL_HEARTBEAT).get(POOL_SUBMISSION).llen(QUEUE).zcard(LEASES)
+        workers, seen, heartbeat, submission, queue_length, leases = pipe.execute()
+        return StoreSnapshot(
+            server_time=now,
+            jobs=tuple(scan.jobs),
+            jobs_scanned=scan.scanned,
+            unreadable=tuple(scan.unreadable[:SNAPSHOT_UNREADABLE_SHOWN]),
+            unreadable_count=len(scan.unreadable),
+            queue_length=queue_length,
+            leases=leases,
+            workers={_text(worker): worker_info(info) for worker, info in workers.items()},
+            workers_seen={_text(worker): float(at) for worker, at in seen},
+            worker_ttl_seconds=worker_ttl_seconds,
+            pool_heartbeat=_number(heartbeat),
+            pool_submission=_text(submission) if submission else None,
+        )
+
+    def _scan_jobs(
+        self, now: float, limit: int, finished_within: float | None, stop: Callable[[], bool]
+    ) -> _JobScan:
+        job_keys = []
+        for key in self.redis.scan_iter(match=job_key("*"), count=1000):
+            job_keys.append(_text(key))
+            if len(job_keys) >= limit or stop():
+                break
+        scan = _JobScan([], [], len(job_keys))
+        for start in range(0, len(job_keys), SNAPSHOT_BATCH):
+            batch = job_keys[start : start + SNAPSHOT_BATCH]
+            pipe = self.redis.pipeline(transaction=False)
+            for key in batch:
+                pipe.hgetall(key)
+            for key, raw in zip(batch, pipe.execute(), strict=True):
+                if raw:  # else expired since the scan
+                    scan.add(key, raw, now, finished_within)
+            if stop():
+                break
+        return scan
+
+
+@dataclass
+class _JobScan:
+    jobs: list[JobRecord]
+    unreadable: list[UnreadableJob]
+    scanned: int
+
+    def add(self, key: str, raw: dict, now: float, finished_within: float | None) -> None:
+        try:
+            record = JobRecord.from_redis(raw)
+        except BadJobRecord as error:
+            self.unreadable.append(UnreadableJob(key, str(error)))
+            return
+        if _kept(record, now, finished_within):
+            self.jobs.append(record)
+
+
+def _kept(record: JobRecord, now: float, finished_within: float | None) -> bool:
+    if finished_within is None or not record.status.ended:
+        return True
+    return record.finished_at is not None and now - record.finished_at <= finished_within
+
+
+def _number(value: bytes | None) -> float | None:
+    """A number another process stored, or None (not set, or not a number)."""
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-_FLOAT_FIELDS = (
-    "created_at",
-    "started_at",
-    "claimed_at",
-    "finished_at",
-    "heartbeat_at",
-    "lease_expires",
-)
-_INT_FIELDS = ("attempts", "max_attempts", "step", "total_steps", "cancel_requested")
-
-
-def _decode_job(raw: dict) -> dict[str, Any]:
-    job = {_text(k): _text(v) for k, v in raw.items()}
-    for name in _FLOAT_FIELDS:
-        job[name] = float(job[name]) if job.get(name) else None
-    for name in _INT_FIELDS:
-        job[name] = int(float(job.get(name) or 0))
-    job["params"] = json.loads(job.get("params") or "{}")
-    job["metrics"] = json.loads(job.get("metrics") or "{}")
-    return job

@@ -97,7 +97,7 @@ class LocalStack:
             self.base_dir,
             gcs_port=free_port(),
             dashboard_port=free_port(),
-            num_cpus=self.settings.workers + 1,
+            num_cpus=self.settings.workers * self.settings.gpus_per_job + 1,
             auth_token=secrets.token_hex(32),
         )
         self.settings = replace(self.settings, ray_dashboard_url=self.ray.dashboard_url)

@@ -2,7 +2,8 @@
 
 Calibrated on shared/data/mochi-h200-calibration.json (H200, bf16): every figure below is a
 least-squares fit of those measurements; tests/test_memory_model.py checks each measured point
-is predicted within 10%. Pure Python on purpose: the API image has no torch.
+is predicted within 10%. Pure Python on purpose: the API image has no torch (nor `kubernetes`);
+every size here is a float of GiB, and callers read Kubernetes quantities with service.quantities.
 
 A job may run on N ranks (context parallelism, Ulysses): each rank holds the whole pipeline on its
 own GPU and 1/N of the DiT's tokens; rank 0 alone decodes. The plans below are per GPU.
@@ -297,14 +298,3 @@ def worker_host_memory_gib(
 ) -> float:
     """Host RAM a Ray worker pod needs: pipeline weights + object store (/dev/shm) + process."""
     return pipelines * profile.host_pipeline_gib + object_store_gib + HOST_PROCESS_OVERHEAD_GIB
-
-
-def parse_quantity_gib(quantity: str | int | float) -> float:
-    """A Kubernetes memory quantity ("64Gi", "32G", "512Mi", "30000000000") in GiB.
-
-    Raises service.quantities.InvalidQuantity (a ValueError) for anything else, such as "64GB".
-    """
-    # Imported here: the API imports this module, and its image has no `kubernetes`.
-    from service.quantities import gib
-
-    return gib(quantity)

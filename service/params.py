@@ -1,4 +1,8 @@
-"""Generation parameters, named as diffusers names them, with the limits the API enforces."""
+"""Generation parameters, named as diffusers names them, with the limits the API enforces.
+
+The limits, the defaults (DEFAULTS) and the largest job those limits admit (LARGEST_JOB) live here
+once: the API admits by them, infra validates a stack against them, the doctor judges by them.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ MAX_PROMPT_CHARS = 2000
 MIN_FRAMES, MAX_FRAMES, FRAME_STEP = 7, 163, 6
 MIN_SIDE, MAX_SIDE, SIDE_MULTIPLE = 64, 848, 16
 MIN_STEPS, MAX_STEPS = 2, 200
+MIN_GUIDANCE, MAX_GUIDANCE = 0.0, 20.0
 MAX_SEED = 2**63 - 1
 
 
@@ -21,7 +26,9 @@ class GenerationParams(BaseModel):
     width: int = Field(default=848, ge=MIN_SIDE, le=MAX_SIDE)
     # Mochi's sigma schedule divides by num_steps // 2: one step cannot run.
     num_inference_steps: int = Field(default=64, ge=MIN_STEPS, le=MAX_STEPS)
-    guidance_scale: float = Field(default=4.5, ge=0.0, le=20.0, allow_inf_nan=False)
+    guidance_scale: float = Field(
+        default=4.5, ge=MIN_GUIDANCE, le=MAX_GUIDANCE, allow_inf_nan=False
+    )
     seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
 
     @field_validator("prompt", "negative_prompt")
@@ -50,3 +57,21 @@ class GenerationParams(BaseModel):
         if value % SIDE_MULTIPLE != 0:
             raise ValueError(f"must be a multiple of {SIDE_MULTIPLE} in [{MIN_SIDE}, {MAX_SIDE}]")
         return value
+
+
+# What a job that leaves a parameter out runs with: {"num_frames": 31, "height": 480, ...}.
+DEFAULTS = {
+    name: field.default
+    for name, field in GenerationParams.model_fields.items()
+    if not field.is_required()
+}
+# Every size at its limit (height and width are limited each on its own, so 848x848): the job
+# that needs the most memory of all the API admits.
+LARGEST_JOB = GenerationParams(
+    prompt="the largest job the API admits",
+    num_frames=MAX_FRAMES,
+    height=MAX_SIDE,
+    width=MAX_SIDE,
+    num_inference_steps=MAX_STEPS,
+    guidance_scale=MAX_GUIDANCE,
+)

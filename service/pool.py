@@ -19,11 +19,11 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from service.config import Settings
 from service.jobstore import JobStore, connect
+from service.keys import POOL_HEARTBEAT
 from service.parallel.group import rank_bundle
 from service.worker import GenerationWorker
 
 log = logging.getLogger(__name__)
-POOL_HEARTBEAT = "mochi:pool-heartbeat"
 RAY_NAMESPACE = "mochi"
 
 

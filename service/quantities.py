@@ -1,4 +1,5 @@
-"""Kubernetes quantities ("64Gi", "500m", "1e3", "1Ei"), parsed one way for the whole project.
+"""Kubernetes quantities ("64Gi", "500m", "1e3", "1Ei"), parsed one way for the whole project:
+infra's config rules and manifests, the doctor's checks and the policy pack all read them here.
 
 On `kubernetes.utils.parse_quantity`, held to the API server's grammar first: that function
 also takes forms the server refuses ("1K", "1_000", "NaN", "1e3Gi"). The API image has no
@@ -8,7 +9,7 @@ also takes forms the server refuses ("1K", "1_000", "NaN", "1e3Gi"). The API ima
 from __future__ import annotations
 
 import re
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from functools import lru_cache
 
 from kubernetes.utils import parse_quantity
@@ -38,6 +39,21 @@ def _parse_text(text: str) -> Decimal:
     if not QUANTITY.fullmatch(text):
         raise InvalidQuantity(text)
     return parse_quantity(text)
+
+
+def is_quantity(value: object) -> bool:
+    """Whether the API server would take the value as a quantity."""
+    try:
+        parse(value)
+    except InvalidQuantity:
+        return False
+    return True
+
+
+def byte_count(value: str | int | float) -> int:
+    """A memory quantity in whole bytes, rounded up as Kubernetes rounds: `byte_count("1Ki")`
+    is 1024."""
+    return int(parse(value).to_integral_value(rounding=ROUND_CEILING))
 
 
 def gib(value: str | int | float) -> float:

@@ -7,12 +7,12 @@ than stall_after has stopped progressing, and is listed."""
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 import redis
 
-from service.jobstore import WORKERS, WORKERS_SEEN
+from service.keys import WORKERS, WORKERS_SEEN
+from service.records import seen_cutoff, worker_info
 
 READY_TIMEOUT_SECONDS = 1.0
 
@@ -69,17 +69,9 @@ def not_progressing(worker: str, info: dict[str, Any], now: float) -> dict[str, 
 async def _live_workers(client, ttl_seconds: float) -> tuple[float, dict[str, dict[str, Any]]]:
     seconds, micros = await client.time()
     now = seconds + micros / 1e6
-    alive = await client.zrangebyscore(WORKERS_SEEN, now - ttl_seconds, "+inf")
+    alive = await client.zrangebyscore(WORKERS_SEEN, seen_cutoff(now, ttl_seconds), "+inf")
     infos = await client.hmget(WORKERS, alive) if alive else []
-    return now, {_text(worker): _info(info) for worker, info in zip(alive, infos, strict=True)}
-
-
-def _info(raw: bytes | None) -> dict[str, Any]:
-    try:
-        info = json.loads(raw) if raw else {}
-    except ValueError:
-        return {}
-    return info if isinstance(info, dict) else {}
+    return now, {_text(w): worker_info(info) for w, info in zip(alive, infos, strict=True)}
 
 
 def _text(value: bytes | str) -> str:

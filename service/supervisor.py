@@ -21,10 +21,10 @@ import redis
 from service import sweeper
 from service.config import Settings
 from service.jobstore import JobStore, connect
+from service.keys import POOL_SUBMISSION
 
 log = logging.getLogger(__name__)
 POOL_ENTRYPOINT = "python -m service.cli pool"
-POOL_SUBMISSION = "mochi:pool-submission"
 ALIVE_STATES = ("PENDING", "RUNNING")
 # Sweeps read the whole output directory: at most this often, and a few times per grace period.
 SWEEP_INTERVAL_SECONDS = 60.0

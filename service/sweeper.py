@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from service.jobstore import ACTIVE_STATES, SWEPT_KINDS, JobStore, parse_video_name
+from service.jobstore import SWEPT_KINDS, JobStore, parse_video_name
+from service.records import ACTIVE_STATES
 
 log = logging.getLogger(__name__)
 # Job records read per Redis round trip.
@@ -66,7 +67,7 @@ def old_files(output_dir: Path, grace_seconds: float, now: float) -> list[VideoF
 
 def sweep(store: JobStore, output_dir: Path, grace_seconds: float) -> dict[str, int]:
     """Remove the orphans among files older than grace_seconds; returns and counts (in
-    `mochi:swept`) what went: `jobs` counts expired jobs whose files were removed."""
+    service.keys.SWEPT) what went: `jobs` counts expired jobs whose files were removed."""
     files = old_files(output_dir, grace_seconds, time.time())
     removed: Counter[str] = Counter()
     expired_jobs: set[str] = set()

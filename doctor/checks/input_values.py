@@ -18,7 +18,7 @@ from doctor.kuberay import KUBERAY_KINDS
 from doctor.objects import resource_id
 from doctor.registry import REGISTRY, Check, Hit, check
 from doctor.sources.files import TEMPLATE_MARK
-from service.quantities import InvalidQuantity, parse
+from service.quantities import is_quantity
 
 CHECKED_KINDS = frozenset(
     (
@@ -88,7 +88,7 @@ def refused_values(obj: dict) -> Iterator[tuple[str, object, str]]:
     if obj.get("kind") == "ResourceQuota":
         hard = (obj.get("spec") or {}).get("hard") or {}
         for key, value in hard.items():
-            if not _is_quantity(value):
+            if not is_quantity(value):
                 yield f"spec.hard.{key}", value, "a Kubernetes quantity"
     yield from _walk(obj.get("spec"), "spec")
 
@@ -106,7 +106,7 @@ def _walk(value, path: str) -> Iterator[tuple[str, object, str]]:
             yield here, item, "an integer"
         elif key in INT_OR_PERCENT_FIELDS and not (_is_int(item) or PERCENT.fullmatch(str(item))):
             yield here, item, "an integer or a percentage"
-        elif key == "sizeLimit" and not _is_quantity(item):
+        elif key == "sizeLimit" and not is_quantity(item):
             yield here, item, "a Kubernetes quantity"
         elif key == "resources" and _is_requirements(item):
             yield from _requirements(item, here)
@@ -125,20 +125,12 @@ def _is_requirements(value) -> bool:
 def _requirements(resources: dict, path: str) -> Iterator[tuple[str, object, str]]:
     for kind in ("requests", "limits"):
         for name, value in (resources.get(kind) or {}).items():
-            if not _is_quantity(value):
+            if not is_quantity(value):
                 yield f"{path}.{kind}.{name}", value, "a Kubernetes quantity"
 
 
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_quantity(value) -> bool:
-    try:
-        parse(value)
-    except InvalidQuantity:
-        return False
-    return True
 
 
 def is_placeholder(value) -> bool:
@@ -154,7 +146,7 @@ def _hint(value) -> str:
             ": an unrendered template value (render it first: `helm template …`, `envsubst`, "
             "then `| doctor diagnose --manifests -`)"
         )
-    if text.endswith("B") and _is_quantity(text[:-1]):
+    if text.endswith("B") and is_quantity(text[:-1]):
         return f": Kubernetes has no B suffix, write {text[:-1]} (powers of 10) or {text[:-1]}i"
     return ""
 

@@ -18,6 +18,7 @@ from doctor.raystart import ray_start_flags, uses_ray_start_params
 from doctor.registry import Hit, check
 from doctor.resources import GPU, container_value
 from service.config import Settings
+from service.keys import WORKERS
 
 # genmo/mochi-1-preview's transformer config (num_attention_heads); the doctor does not import
 # torch, so the tiny model's count is kept here too, and a test keeps it equal to the built one.
@@ -189,7 +190,7 @@ def live_resource(inventory: Inventory, worker: str) -> str:
 
 
 def _registry_evidence(worker: str, ranks: int, error: str) -> str:
-    return f"mochi:workers {worker}: gpus_per_job {ranks}, group_error {error!r}"
+    return f"{WORKERS} {worker}: gpus_per_job {ranks}, group_error {error!r}"
 
 
 @check(

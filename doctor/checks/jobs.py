@@ -10,15 +10,17 @@ from doctor.checks.ray_state import WORKER_CLASS
 from doctor.inventory import Inventory
 from doctor.memory_inputs import plan_parallelism
 from doctor.registry import Hit, check
+from service import records
+from service.config import Settings
 from service.memory_model import plan_generation, profile_for
+from service.params import DEFAULTS
+from service.records import ACTIVE_STATES
 
 FIRST_FEW = 5
-WORKER_SEEN_SECONDS = 30.0  # twice the service's default worker TTL
 QUEUED_TOO_LONG_SECONDS = 120.0
 FAILED_WINDOW_SECONDS = 900.0
 FAILED_SPIKE_COUNT = 3
 FAILED_SPIKE_SHARE = 0.2
-ACTIVE = ("starting", "running")
 
 
 def _jobs(inventory: Inventory) -> dict:
@@ -36,10 +38,12 @@ def _resource(jobs: list[dict]) -> str:
 
 
 def live_workers(state: dict) -> dict[str, dict]:
-    now = state.get("server_time") or 0
+    """By the service's own rule, with the TTL the read used (snapshots recorded before it was
+    kept: the service's default)."""
+    ttl = state.get("worker_ttl_seconds") or Settings.worker_ttl_seconds
     seen = state.get("workers_seen") or {}
-    infos = state.get("workers") or {}
-    return {w: infos.get(w) or {} for w, t in seen.items() if now - float(t) <= WORKER_SEEN_SECONDS}
+    now = state.get("server_time") or 0
+    return records.live_workers(seen, state.get("workers") or {}, now, ttl)
 
 
 @check(
@@ -58,7 +62,7 @@ def expired_leases(inventory: Inventory):
     expired = []
     for job in state.get("jobs") or []:
         lease_end, beat = job.get("lease_expires"), job.get("heartbeat_at")
-        if job.get("status") not in ACTIVE or not lease_end or not beat:
+        if job.get("status") not in ACTIVE_STATES or not lease_end or not beat:
             continue
         grace = max(2.0, 0.2 * (lease_end - beat))
         if now - lease_end > grace:
@@ -98,7 +102,7 @@ def queued_without_workers(inventory: Inventory):
     if not waiting:
         return
     alive = live_workers(state)
-    busy = {j.get("worker") for j in state.get("jobs") or [] if j.get("status") in ACTIVE}
+    busy = {j.get("worker") for j in state.get("jobs") or [] if j.get("status") in ACTIVE_STATES}
     free = set(alive) - busy
     if free:
         return
@@ -115,16 +119,16 @@ def queued_without_workers(inventory: Inventory):
 
 
 def _fits(job: dict, worker: dict) -> bool | None:
-    params = job.get("params") or {}
+    params = {**DEFAULTS, **(job.get("params") or {})}
     memory = worker.get("device_memory_gib")
     if not memory:
         return None
     plan = plan_generation(
         profile_for(str(worker.get("model") or "")),
-        int(params.get("num_frames", 31)),
-        int(params.get("height", 480)),
-        int(params.get("width", 848)),
-        float(params.get("guidance_scale", 4.5)),
+        int(params["num_frames"]),
+        int(params["height"]),
+        int(params["width"]),
+        float(params["guidance_scale"]),
         float(memory),
         **plan_parallelism(worker.get("gpus_per_job"), worker.get("dit_precision")),
     )
@@ -187,7 +191,7 @@ def jobs_on_missing_workers(inventory: Inventory):
     orphans = []
     for job in state.get("jobs") or []:
         worker = str(job.get("worker") or "")
-        if job.get("status") not in ACTIVE or not worker:
+        if job.get("status") not in ACTIVE_STATES or not worker:
             continue
         pid = worker.split(":")[1] if worker.count(":") >= 2 else ""
         gone = pid not in alive_pids if alive_pids is not None else worker not in seen

@@ -9,26 +9,25 @@ from doctor.memory_inputs import plan_parallelism
 from doctor.raystart import ray_start_flags
 from doctor.registry import Hit, check
 from doctor.resources import GPU, amount_or_none, container_value, format_gib
+from service import quantities
 from service.memory_model import (
     GIB,
     MOCHI_1,
-    parse_quantity_gib,
     plan_generation,
     profile_for,
     worker_host_memory_gib,
 )
+from service.params import LARGEST_JOB
 
 RAY_DEFAULT_OBJECT_STORE_FRACTION = 0.3
 # KubeRay's ray-cluster Helm chart (values.yaml): "To avoid out-of-memory issues, never allocate
 # less than 2G memory for the Ray head." Ray documents no such floor for a worker.
 RAY_HEAD_MINIMUM = "2G"
-RAY_HEAD_MINIMUM_GIB = parse_quantity_gib(RAY_HEAD_MINIMUM)
+RAY_HEAD_MINIMUM_GIB = quantities.gib(RAY_HEAD_MINIMUM)
 # What `ray start` raises when the object store does not fit the (cgroup) memory limit.
 RAY_STORE_OVER_MEMORY = (
     "The requested object store memory size is greater than the total available memory."
 )
-# The largest job Mochi-1 accepts: 163 frames at its native 480x848, CFG on.
-LARGEST_JOB = {"num_frames": 163, "height": 480, "width": 848, "guidance_scale": 4.5}
 
 
 def _setting(workload: Workload, name: str) -> str | None:
@@ -273,15 +272,17 @@ def largest_job_gpu(inventory: Inventory):
             continue
         model = _setting(workload, "MOCHI_MODEL")
         profile = profile_for(model) if model else MOCHI_1
+        job = LARGEST_JOB
         plan = plan_generation(
-            profile, gpu_memory_gib=gpu[0], **LARGEST_JOB, **parallelism(workload)
-        )
+            profile, job.num_frames, job.height, job.width, job.guidance_scale, gpu[0],
+            **parallelism(workload),
+        )  # fmt: skip
         if plan.fits:
             continue
         yield Hit(
             workload.resource,
-            f"{workload.label}: by the Mochi-1 worker model, a {LARGEST_JOB['num_frames']}-frame "
-            f"{LARGEST_JOB['height']}x{LARGEST_JOB['width']} {profile.name} job: {plan.describe()}",
+            f"{workload.label}: by the Mochi-1 worker model, a {job.num_frames}-frame "
+            f"{job.height}x{job.width} {profile.name} job: {plan.describe()}",
             f"{gpu[1]}; Mochi worker: {workload.mochi_worker_evidence}",
         )
 

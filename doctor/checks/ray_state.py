@@ -9,6 +9,7 @@ import re
 from doctor.checks.reachability import resource_of
 from doctor.inventory import Inventory
 from doctor.registry import Hit, check
+from service.keys import POOL_SUBMISSION
 
 WORKER_CLASS = "_ActorWorker"
 POOL_NAMESPACE = "mochi"
@@ -99,9 +100,9 @@ def pool_not_running(inventory: Inventory):
     if not submission:
         yield Hit(
             _resource(inventory),
-            "no pool driver was ever submitted: Redis has no mochi:pool-submission, so no worker "
+            f"no pool driver was ever submitted: Redis has no {POOL_SUBMISSION}, so no worker "
             "serves the queue",
-            "mochi:pool-submission: missing",
+            f"{POOL_SUBMISSION}: missing",
         )
         return
     job = next((j for j in ray_jobs if j.get("submission_id") == submission), None)

@@ -1,15 +1,16 @@
 """Redis, live: PING, INFO (persistence, memory, evictions), the config that matters, and the
-job store the service keeps there (jobs, queue, leases, workers, the pool's heartbeat)."""
+job store the service keeps there (jobs, queue, leases, workers, the pool's heartbeat), read
+through the service's own JobStore.snapshot: its key names, its record, its worker TTL."""
 
 from __future__ import annotations
-
-import json
 
 import redis
 
 from doctor.sources.probe import Deadline, Probe, describe, failure_kind, redact_url
+from service.config import Settings
+from service.jobstore import JobStore
+from service.records import JobRecord
 
-JOB_PREFIX = "mochi:job:"
 INFO_FIELDS = (
     "redis_version",
     "aof_enabled",
@@ -25,11 +26,18 @@ INFO_FIELDS = (
 )
 CONFIG_KEYS = ("save", "appendonly", "maxmemory-policy", "maxmemory", "requirepass", "bind")
 MAX_JOBS = 20000  # job hashes read at most; the newest are what the checks need
-RECENT_SECONDS = 3600.0  # finished jobs older than this are not read
+RECENT_SECONDS = 3600.0  # finished jobs older than this are not kept
+PRIVATE_PARAMS = ("prompt", "negative_prompt")
 
 
-def read_redis(url: str, password: str | None, deadline: Deadline) -> tuple[dict, dict, Probe]:
-    """(redis state, jobs state, probe). Each command has its own socket timeout."""
+def read_redis(
+    url: str,
+    password: str | None,
+    deadline: Deadline,
+    worker_ttl_seconds: float = Settings.worker_ttl_seconds,
+) -> tuple[dict, dict, Probe]:
+    """(redis state, jobs state, probe). Each command has its own socket timeout. A worker is
+    live when seen within worker_ttl_seconds: the service's MOCHI_WORKER_TTL_SECONDS."""
     target = redact_url(url)
     client = redis.Redis.from_url(
         url,
@@ -45,7 +53,7 @@ def read_redis(url: str, password: str | None, deadline: Deadline) -> tuple[dict
         probe = Probe("redis", target, False, kind, describe(error))
         return {"url": target, "reachable": False}, {}, probe
     try:
-        return _read(client, target, deadline)
+        return _read(client, target, deadline, worker_ttl_seconds)
     except redis.RedisError as error:
         probe = Probe("redis", target, False, failure_kind(error), describe(error))
         return {"url": target, "reachable": False}, {}, probe
@@ -53,7 +61,9 @@ def read_redis(url: str, password: str | None, deadline: Deadline) -> tuple[dict
         client.close()
 
 
-def _read(client: redis.Redis, target: str, deadline: Deadline) -> tuple[dict, dict, Probe]:
+def _read(
+    client: redis.Redis, target: str, deadline: Deadline, worker_ttl_seconds: float
+) -> tuple[dict, dict, Probe]:
     info = client.info("everything")
     state = {
         "url": target,
@@ -62,7 +72,7 @@ def _read(client: redis.Redis, target: str, deadline: Deadline) -> tuple[dict, d
         "config": _config(client),
         "password_used": bool(client.connection_pool.connection_kwargs.get("password")),
     }
-    jobs = _job_store(client, deadline)
+    jobs = _job_store(client, deadline, worker_ttl_seconds)
     return state, jobs, Probe("redis", target, True)
 
 
@@ -81,86 +91,46 @@ def _config(client: redis.Redis) -> dict:
     return config
 
 
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _job_store(client: redis.Redis, deadline: Deadline) -> dict:
-    seconds, micros = client.time()
-    now = seconds + micros / 1e6
-    keys = []
-    for key in client.scan_iter(match=JOB_PREFIX + "*", count=1000):
-        keys.append(_text(key))
-        if len(keys) >= MAX_JOBS or deadline.expired:
-            break
-    jobs = []
-    pipe = client.pipeline(transaction=False)
-    for start in range(0, len(keys), 500):
-        for key in keys[start : start + 500]:
-            pipe.hgetall(key)
-        for raw in pipe.execute():
-            job = {_text(k): _text(v) for k, v in raw.items()}
-            if _worth_keeping(job, now):
-                jobs.append(_summary(job))
-        if deadline.expired:
-            break
-    workers = {_text(k): _json(v) for k, v in client.hgetall("mochi:workers").items()}
-    seen = {
-        _text(k): float(v) for k, v in client.zrange("mochi:workers-seen", 0, -1, withscores=True)
-    }
-    heartbeat = client.get("mochi:pool-heartbeat")
-    submission = client.get("mochi:pool-submission")
+def _job_store(client: redis.Redis, deadline: Deadline, worker_ttl_seconds: float) -> dict:
+    """The job store's state as the checks read it (and snapshots record it)."""
+    snapshot = JobStore(client).snapshot(
+        worker_ttl_seconds,
+        limit=MAX_JOBS,
+        finished_within=RECENT_SECONDS,
+        stop=lambda: deadline.expired,
+    )
     return {
-        "server_time": now,
-        "jobs": jobs,
-        "jobs_scanned": len(keys),
-        "queue_length": client.llen("mochi:queue"),
-        "leases": client.zcard("mochi:leases"),
-        "workers": workers,
-        "workers_seen": seen,
-        "pool_heartbeat": float(heartbeat) if heartbeat else None,
-        "pool_submission": _text(submission) if submission else None,
+        "server_time": snapshot.server_time,
+        "jobs": [_summary(job) for job in snapshot.jobs],
+        "jobs_scanned": snapshot.jobs_scanned,
+        "jobs_unreadable": snapshot.unreadable_count,
+        "unreadable_jobs": [{"key": bad.key, "error": bad.error} for bad in snapshot.unreadable],
+        "queue_length": snapshot.queue_length,
+        "leases": snapshot.leases,
+        "workers": snapshot.workers,
+        "workers_seen": snapshot.workers_seen,
+        "worker_ttl_seconds": snapshot.worker_ttl_seconds,
+        "pool_heartbeat": snapshot.pool_heartbeat,
+        "pool_submission": snapshot.pool_submission,
     }
 
 
-def _json(value) -> dict:
-    try:
-        return json.loads(value)
-    except (TypeError, ValueError):
-        return {}
-
-
-def _worth_keeping(job: dict, now: float) -> bool:
-    if job.get("status") in ("queued", "starting", "running"):
-        return True
-    finished = float(job.get("finished_at") or 0)
-    return now - finished <= RECENT_SECONDS
-
-
-def _float(value) -> float | None:
-    try:
-        return float(value) if value not in (None, "") else None
-    except ValueError:
-        return None
-
-
-def _summary(job: dict) -> dict:
+def _summary(job: JobRecord) -> dict:
     """What the checks read of a job: never the prompt (it can be private), never the account."""
-    params = _json(job.get("params"))
     return {
-        "id": job.get("id", ""),
-        "status": job.get("status", ""),
-        "worker": job.get("worker", ""),
-        "attempts": int(float(job.get("attempts") or 0)),
-        "max_attempts": int(float(job.get("max_attempts") or 0)),
-        "step": int(float(job.get("step") or 0)),
-        "total_steps": int(float(job.get("total_steps") or 0)),
-        "created_at": _float(job.get("created_at")),
-        "claimed_at": _float(job.get("claimed_at")),
-        "heartbeat_at": _float(job.get("heartbeat_at")),
-        "lease_expires": _float(job.get("lease_expires")),
-        "finished_at": _float(job.get("finished_at")),
-        "error": job.get("error", "")[:300],
-        "params": {k: v for k, v in params.items() if k not in ("prompt", "negative_prompt")},
-        "metrics": _json(job.get("metrics")),
+        "id": job.id,
+        "status": job.status.value,
+        "worker": job.worker or "",
+        "attempts": job.attempts,
+        "max_attempts": job.max_attempts,
+        "step": job.step,
+        "total_steps": job.total_steps,
+        "created_at": job.created_at,
+        "claimed_at": job.claimed_at,
+        "heartbeat_at": job.heartbeat_at,
+        "lease_expires": job.lease_expires,
+        "finished_at": job.finished_at,
+        "error": (job.error or "")[:300],
+        "params": {k: v for k, v in job.params.items() if k not in PRIVATE_PARAMS},
+        "metrics": job.metrics,
     }

@@ -6,7 +6,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra import naming
-from infra.config import StackConfig, gib
+from infra.config import StackConfig
+from service.quantities import gib
 
 
 def _service(resource_name, component, namespace, ports, parent) -> k8s.core.v1.Service:

@@ -6,9 +6,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra import naming, podspec, sizing
-from infra.config import StackConfig, gib
+from infra.config import StackConfig
+from service.quantities import byte_count
 
-GIB_BYTES = 2**30
 WAIT_ATTEMPTS = 60
 WAIT_SECONDS = 5
 # Gives up after WAIT_ATTEMPTS x WAIT_SECONDS with a message that says what to look at.
@@ -24,10 +24,6 @@ RAYLET_HEALTH = (
     "wget -T 2 -q -O- http://localhost:{port}/api/local_raylet_healthz | grep -q success"
 )
 GCS_HEALTH = "wget -T 2 -q -O- http://localhost:{port}/api/gcs_healthz | grep -q success"
-
-
-def _bytes(quantity: str) -> int:
-    return int(gib(quantity) * GIB_BYTES)
 
 
 def _probes(head: bool) -> dict:
@@ -76,7 +72,7 @@ def head_start_params(config: StackConfig) -> dict[str, str]:
         "metrics-export-port": str(naming.RAY_METRICS_PORT),
         "num-cpus": "0",
         "num-gpus": "0",
-        "object-store-memory": str(_bytes(config.ray_head_object_store_memory)),
+        "object-store-memory": str(byte_count(config.ray_head_object_store_memory)),
     }
 
 
@@ -86,7 +82,7 @@ def worker_start_params(config: StackConfig) -> dict[str, str]:
         "num-cpus": str(sizing.ray_worker_cpus(config)),
         "num-gpus": str(config.gpus_per_worker),
         # Explicit, and no larger than the /dev/shm volume below.
-        "object-store-memory": str(_bytes(config.ray_object_store_memory)),
+        "object-store-memory": str(byte_count(config.ray_object_store_memory)),
     }
 
 

@@ -8,7 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, WithJsonSchema
 
-JobStatus = Literal["queued", "starting", "running", "succeeded", "failed", "canceled"]
+from service.records import JobStatus
+
 # ISO 8601 in UTC with a Z, as `iso` writes it; kept a string so the text stays exactly that.
 Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
 

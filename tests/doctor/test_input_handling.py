@@ -21,7 +21,7 @@ from doctor.inventory import WORKLOAD_KINDS
 from doctor.kuberay import KUBERAY_KINDS
 from doctor.registry import REGISTRY, Check, Hit
 from infra import config, render
-from service import memory_model, quantities
+from service import quantities
 
 DOCTOR_SOURCE = Path(__file__).resolve().parents[2] / "doctor"
 
@@ -466,7 +466,6 @@ def test_a_check_that_raises_is_conf002_and_the_report_goes_on(tmp_path, capsys,
 )
 def test_gib_parses_every_kubernetes_form(value, expected):
     assert quantities.gib(value) == pytest.approx(expected)
-    assert memory_model.parse_quantity_gib(value) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize(

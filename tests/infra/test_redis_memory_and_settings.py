@@ -8,6 +8,7 @@ import pytest
 
 from infra import config, naming, render, sizing
 from infra.manifests import one
+from service import quantities
 from service.config import Settings
 
 from .conftest import SETTINGS
@@ -112,6 +113,6 @@ def test_every_bad_setting_is_reported_at_once():
 def test_maxmemory_share_leaves_room_below_the_limit():
     values = render.with_overrides(render.stack_config("dev"), SETTINGS["dev"])
     stack = config.load(values.get)
-    limit_mib = config.gib(stack.redis_memory) * 1024
+    limit_mib = quantities.gib(stack.redis_memory) * 1024
     assert sizing.redis_maxmemory_mib(stack) < limit_mib
     assert sizing.redis_maxmemory_mib(stack) >= 0.75 * limit_mib

@@ -23,10 +23,11 @@ from fastapi.testclient import TestClient
 from service import auth
 from service.api import create_app
 from service.config import Settings
-from service.jobstore import ACTIVE_STATES, TERMINAL_STATES, JobStore
+from service.jobstore import JobStore
 from service.local_stack import LocalStack
 from service.polling import wait_until
 from service.processes import free_port
+from service.records import ACTIVE_STATES, TERMINAL_STATES
 
 # 7 frames of 64x64 are the smallest job; Mochi's schedule needs at least 2 steps.
 TINY = {"prompt": "reliability", "num_frames": 7, "height": 64, "width": 64}

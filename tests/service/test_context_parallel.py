@@ -17,13 +17,16 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 import ray
 import torch
 
+from service.config import Settings
 from service.generation import GenerationEngine, JobStopped
 from service.jobstore import JobStore
+from service.local_stack import LocalStack
 from service.parallel.group import (
     CFG_SPLIT,
     SEQUENCE_SPLIT,
@@ -37,6 +40,7 @@ from service.parallel.group import (
 from service.parallel.mochi_plan import ParallelismRefused, enable_context_parallel
 from service.params import GenerationParams
 from service.polling import wait_until
+from service.processes import free_port
 from service.tiny_model import build_transformer
 from service.video import count_frames
 from service.worker import GenerationWorker
@@ -54,6 +58,7 @@ JOB = GenerationParams(
     guidance_scale=4.5,
     seed=7,
 )
+ENDED = ("succeeded", "failed", "canceled")
 WORKER_JOB = {
     "prompt": "a fox",
     "num_frames": 13,
@@ -263,3 +268,25 @@ def test_a_dead_rank_gives_the_job_back_and_the_group_forms_again(local_ray, lea
         worker.close()
         if worker.group is not None:
             worker.group.close()
+
+
+def test_the_embedded_stack_runs_a_job_on_a_group_of_two(tmp_path):
+    """The pool's path: a placement group per group, its actor in bundle 0 starting rank 1."""
+    settings = replace(Settings(), workers=1, gpus_per_job=2, lease_seconds=5.0)
+    local = LocalStack(base_dir=tmp_path / "stack", api_port=free_port(), settings=settings)
+    local.start(progress=lambda line: None)
+    try:
+        headers = {"Authorization": f"Bearer {local.api_key}"}
+        with httpx.Client(base_url=local.api_url, headers=headers, timeout=30) as http:
+            job_id = http.post("/v1/jobs", json=WORKER_JOB).json()["id"]
+
+            def ended() -> bool:
+                return http.get(f"/v1/jobs/{job_id}").json()["status"] in ENDED
+
+            assert wait_until(ended, timeout=180, interval=0.2)
+            job = http.get(f"/v1/jobs/{job_id}").json()
+            assert job["status"] == "succeeded", job
+            [worker] = local.store().live_workers(60).values()
+            assert (worker["gpus_per_job"], worker["group_error"]) == (2, "")
+    finally:
+        local.stop()

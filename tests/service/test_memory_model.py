@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from service import memory_model as mm
+from service import quantities
 from service.tiny_model import build_tiny_pipeline
 
 CALIBRATION = Path(__file__).parent.parent / "data" / "mochi-h200-calibration.json"
@@ -101,10 +102,10 @@ def test_activation_memory_scales_with_pixels():
 
 def test_field_report_first_worker_does_not_fit_and_fixed_one_does():
     # 32 Gi limit with a 16 GB object store: the OOM-killed worker of the report.
-    assert mm.worker_host_memory_gib(1, mm.parse_quantity_gib("16G")) > 32
+    assert mm.worker_host_memory_gib(1, quantities.gib("16G")) > 32
     # 64 Gi limit with a 30 GB object store holds one pipeline, not two.
-    assert mm.worker_host_memory_gib(1, mm.parse_quantity_gib("30G")) <= 64
-    assert mm.worker_host_memory_gib(2, mm.parse_quantity_gib("30G")) > 64
+    assert mm.worker_host_memory_gib(1, quantities.gib("30G")) <= 64
+    assert mm.worker_host_memory_gib(2, quantities.gib("30G")) > 64
 
 
 @pytest.mark.parametrize(
@@ -112,7 +113,7 @@ def test_field_report_first_worker_does_not_fit_and_fixed_one_does():
     [("64Gi", 64.0), ("512Mi", 0.5), ("32G", 32e9 / 2**30), (str(2**30), 1.0), ("1Ti", 1024.0)],
 )
 def test_parse_quantity(quantity, gib):
-    assert mm.parse_quantity_gib(quantity) == pytest.approx(gib)
+    assert quantities.gib(quantity) == pytest.approx(gib)
 
 
 def _transformer_counts(transformer) -> tuple[int, int, int]:

@@ -6,10 +6,10 @@ import time
 
 import redis
 
-from service.jobstore import (
+from service.jobstore import JobStore
+from service.keys import (
     EXPIRING,
     QUEUED_PER_ACCOUNT,
-    JobStore,
     account_jobs_key,
     idempotency_key,
     job_key,
