@@ -13,15 +13,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from doctor.objects import name_of, namespace_of
+from service.config import RAY_CLIENT_PORT, RAY_DASHBOARD_PORT, RAY_GCS_PORT, RAY_METRICS_PORT
 
 KUBERAY_KINDS = ("RayCluster", "RayJob", "RayService", "RayCronJob")
 CREATED_BY_ANNOTATION = "doctor.mochi.dev/created-by"
 DEFAULT_HEAD_PORTS = {
-    "client": 10001,
-    "gcs-server": 6379,
-    "dashboard": 8265,
-    "metrics": 8080,
-    "serve": 8000,
+    "client": RAY_CLIENT_PORT,
+    "gcs-server": RAY_GCS_PORT,
+    "dashboard": RAY_DASHBOARD_PORT,
+    "metrics": RAY_METRICS_PORT,
+    "serve": 8000,  # Ray Serve's HTTP proxy
 }
 METRICS_PORT_NAME, METRICS_PORT = "metrics", 8080
 # The head ports that run code or read cluster state without authentication.
@@ -254,7 +255,7 @@ def created_ingresses(cluster: EmbeddedCluster) -> list[dict]:
     backend = {
         "service": {
             "name": f"{cluster.owner_name}-head-svc",
-            "port": {"number": cluster.head_ports().get("dashboard", 8265)},
+            "port": {"number": cluster.head_ports().get("dashboard", RAY_DASHBOARD_PORT)},
         }
     }
     rule = {"http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]}}

@@ -10,6 +10,7 @@ from functools import cache
 
 from doctor.inventory import Workload, command_text
 from doctor.skips import CheckSkipped
+from service.config import RAY_CLIENT_PORT, RAY_DASHBOARD_PORT, RAY_GCS_PORT
 
 SHELL_SEPARATORS = frozenset({";", "&&", "||", "|", "&", ";;", "|&"})
 # With this annotation KubeRay runs the container's own command instead of generating
@@ -147,9 +148,9 @@ def listening_ports(workload: Workload) -> dict[str, int]:
 
     ports = {}
     if workload.ray_role == "head":
-        ports["GCS"] = port("--port", 6379)
-        ports["Ray Client"] = port("--ray-client-server-port", 10001)
-        ports["dashboard"] = port("--dashboard-port", 8265)
+        ports["GCS"] = port("--port", RAY_GCS_PORT)
+        ports["Ray Client"] = port("--ray-client-server-port", RAY_CLIENT_PORT)
+        ports["dashboard"] = port("--dashboard-port", RAY_DASHBOARD_PORT)
     if "--metrics-export-port" in flags:
         ports["metrics"] = port("--metrics-export-port", 0)
     return ports

@@ -81,18 +81,17 @@ class Settings:
     test_hang_seconds: float = 3600.0
 
     def __post_init__(self) -> None:
-        if self.redis_appendfsync not in APPENDFSYNC_MODES:
-            raise SettingsError(
-                f"MOCHI_REDIS_APPENDFSYNC={self.redis_appendfsync!r} must be one of "
-                + ", ".join(APPENDFSYNC_MODES)
-            )
-        if self.dit_precision not in DIT_PRECISIONS:
-            raise SettingsError(
-                f"MOCHI_DIT_PRECISION={self.dit_precision!r} must be one of "
-                + ", ".join(DIT_PRECISIONS)
-            )
+        """Every rule on a setting's value, here and nowhere else: each process refuses bad
+        settings when it reads them."""
+        _one_of("redis_appendfsync", self.redis_appendfsync, APPENDFSYNC_MODES)
+        _one_of("dit_precision", self.dit_precision, DIT_PRECISIONS)
         if self.gpus_per_job < 1:
             raise SettingsError(f"MOCHI_GPUS_PER_JOB={self.gpus_per_job} must be at least 1")
+        for name in ("stall_timeout_seconds", "job_timeout_seconds"):
+            if getattr(self, name) < 0:
+                raise SettingsError(
+                    f"MOCHI_{name.upper()}={getattr(self, name)} must be 0 (see its doc) or more"
+                )
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -115,6 +114,11 @@ class Settings:
 
 class SettingsError(ValueError):
     pass
+
+
+def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise SettingsError(f"MOCHI_{name.upper()}={value!r} must be one of " + ", ".join(allowed))
 
 
 def _parse(name: str, raw: str, kind: type):

@@ -21,7 +21,7 @@ import uvicorn
 
 from service import auth
 from service.api import create_app
-from service.config import Settings
+from service.config import API_PORT, Settings
 from service.jobstore import JobStore
 from service.processes import RayHead, RedisServer, free_port, write_private
 from service.supervisor import Supervisor
@@ -33,7 +33,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 @dataclass
 class LocalStack:
     base_dir: Path = Path(".mochi")
-    api_port: int = 8000
+    api_port: int = API_PORT
     settings: Settings = field(default_factory=lambda: Settings(lease_seconds=5.0, workers=1))
     redis_port: int = 0
     api_key: str = ""

@@ -104,7 +104,6 @@ class GenerationWorker:
         stopped has not come back STUCK_AFTER_STALLS stall periods later; None logs only
         (in-process there is nothing to replace the worker). `placement`: the group's
         placement group when gpus_per_job > 1, this actor in its bundle 0 (None: reserve one)."""
-        watchdog.check_settings(settings)
         self.settings = settings
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{index}"
         self.store = JobStore.from_settings(connect(settings), settings)

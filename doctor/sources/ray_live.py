@@ -10,8 +10,8 @@ import platform
 import httpx
 
 from doctor.sources.probe import Deadline, Probe, describe, failure_kind, tcp_probe
+from service.config import RAY_DASHBOARD_PORT
 
-DASHBOARD_PORT = 8265
 STATE_LIMIT = 2000
 NODE_FIELDS = ("node_id", "node_ip", "node_name", "is_head_node", "state", "state_message")
 ACTOR_FIELDS = (
@@ -41,7 +41,7 @@ def addresses(ray_address: str, dashboard_url: str | None = None) -> tuple[str |
     host_port = ray_address.split("://", 1)[-1]
     host = host_port.rsplit(":", 1)[0] if ":" in host_port else host_port
     gcs = None if ray_address.startswith("ray://") else host_port
-    return gcs, (dashboard_url or f"http://{host}:{DASHBOARD_PORT}").rstrip("/")
+    return gcs, (dashboard_url or f"http://{host}:{RAY_DASHBOARD_PORT}").rstrip("/")
 
 
 def client_versions() -> dict:
