@@ -121,7 +121,9 @@ async function loadLimits() {
       if (limit.maximum !== undefined) input.max = limit.maximum;
       if (limit.step !== undefined) input.step = limit.step;
     }
-    if (limit.default !== null && limit.default !== undefined) input.value = limit.default;
+    // The limits may arrive after the user has typed: a default never replaces their value.
+    const hasDefault = limit.default !== null && limit.default !== undefined;
+    if (hasDefault && input.value === "") input.value = limit.default;
   }
 }
 
