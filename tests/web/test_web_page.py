@@ -65,6 +65,8 @@ def test_sign_in_by_keyboard_with_labelled_fields_and_a_refused_key(tab):
     page.keyboard.press("Enter")
     page.locator("#workspace").wait_for(state="visible")
     page.wait_for_function("document.activeElement.id === 'field-prompt'")
+    # The hints come with the limits (parameters.json), which may land after the focus.
+    page.wait_for_function("document.getElementById('hint-num_frames').textContent !== ''")
     hint = page.locator("#hint-num_frames").inner_text()
     assert f"{MIN_FRAMES}–{MAX_FRAMES}" in hint and "6k+1" in hint
 
