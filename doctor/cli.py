@@ -21,7 +21,6 @@ from pathlib import Path
 import yaml
 
 from doctor import colour
-from doctor.checks import LIVE_MODULES
 from doctor.diagnose import baseline_document, diagnose, load_baseline
 from doctor.finding import SEVERITIES, severity_rank
 from doctor.inventory import Inventory
@@ -390,7 +389,7 @@ def check_entry(check: Check) -> dict:
         "summary": check.summary,
         "fix": check.fix,
         "runbook": check.runbook,
-        "live_only": check.run.__module__ in LIVE_MODULES,
+        "live_only": check.needs_live,
     }
 
 

@@ -4,18 +4,30 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 
-SEVERITIES = ("error", "warning", "info")
-CATEGORIES = (
-    "connectivity",
-    "permissions",
-    "memory",
-    "quota",
-    "security",
-    "jobs",
-    "availability",
-    "configuration",
-)
+
+class Severity(StrEnum):
+    """Worst first: the order `--fail-on` and every report sort by."""
+
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+
+
+class Category(StrEnum):
+    CONNECTIVITY = "connectivity"
+    PERMISSIONS = "permissions"
+    MEMORY = "memory"
+    QUOTA = "quota"
+    SECURITY = "security"
+    JOBS = "jobs"
+    AVAILABILITY = "availability"
+    CONFIGURATION = "configuration"
+
+
+SEVERITIES = tuple(severity.value for severity in Severity)
+CATEGORIES = tuple(category.value for category in Category)
 
 
 def severity_rank(severity: str) -> int:

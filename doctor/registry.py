@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from doctor.finding import CATEGORIES, SEVERITIES, Finding
+from doctor.finding import Category, Finding, Severity
 from doctor.inventory import Inventory
 from doctor.redaction import redact_report_text
 
@@ -19,17 +19,19 @@ class Hit:
     message: str
     evidence: str
     fix: str | None = None  # the check's default fix when None
-    severity: str | None = None  # the check's severity when None
+    severity: Severity | None = None  # the check's severity when None
 
 
 @dataclass(frozen=True)
 class Check:
     code: str
-    severity: str
-    category: str
+    severity: Severity
+    category: Category
     summary: str
     fix: str
     run: Callable[[Inventory], Iterable[Hit]]
+    # Reads live state (Ray, Redis, the job store, probes): skipped on manifests alone.
+    needs_live: bool = False
 
     @property
     def runbook(self) -> str:
@@ -44,8 +46,8 @@ class Check:
         return [
             Finding(
                 code=self.code,
-                severity=hit.severity or self.severity,
-                category=self.category,
+                severity=Severity(hit.severity or self.severity).value,
+                category=Category(self.category).value,
                 resource=hit.resource,
                 message=redacted(hit.message),
                 evidence=redacted(hit.evidence),
@@ -59,20 +61,31 @@ class Check:
 REGISTRY: dict[str, Check] = {}
 
 
-def check(code: str, severity: str, category: str, summary: str, fix: str):
-    """Register a check under a stable code."""
-    assert severity in SEVERITIES and category in CATEGORIES, (code, severity, category)
+def check(
+    *,
+    code: str,
+    severity: Severity,
+    category: Category,
+    summary: str,
+    fix: str,
+    needs_live: bool = False,
+):
+    """Register a check under a stable code, with what it needs."""
 
     def register(run: Callable[[Inventory], Iterable[Hit]]):
         if code in REGISTRY:
             raise ValueError(f"duplicate check code {code}")
-        REGISTRY[code] = Check(code, severity, category, summary, fix, run)
+        REGISTRY[code] = Check(
+            code, Severity(severity), Category(category), summary, fix, run, needs_live
+        )
         return run
 
     return register
 
 
 def all_checks() -> list[Check]:
-    import doctor.checks  # noqa: F401  (registers every check module)
+    """Every check of doctor.checks.CHECK_MODULES, by code."""
+    from doctor.checks import CHECK_MODULES
 
+    assert CHECK_MODULES  # importing the modules filled REGISTRY
     return [REGISTRY[code] for code in sorted(REGISTRY)]

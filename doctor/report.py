@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from urllib.parse import urlsplit
 from xml.etree import ElementTree
 
-from doctor.checks import LIVE_MODULES
 from doctor.diagnose import Result
 from doctor.finding import CATEGORIES, Finding, severity_rank
 from doctor.inventory import Origin
@@ -166,7 +165,7 @@ def crashed_checks(findings: list[Finding]) -> dict[str, Finding]:
 def not_run_reason(check: Check, ran: set[str], live_state: bool) -> str | None:
     if check.code not in ran:
         return "not selected (--only/--skip)"
-    if check.run.__module__ in LIVE_MODULES and not live_state:
+    if check.needs_live and not live_state:
         return (
             "reads live state (Ray, Redis, the job store, probes), which this input does not "
             "hold: run it against the live system or a `doctor snapshot` folder"

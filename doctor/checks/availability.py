@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from doctor.finding import Category, Severity
 from doctor.inventory import Inventory, name_of, namespace_of
 from doctor.registry import Hit, check
 
@@ -24,11 +25,11 @@ def _waiting(pod: dict, reasons: tuple[str, ...]):
 
 
 @check(
-    "AVAIL001",
-    "error",
-    "availability",
-    "A container is in CrashLoopBackOff",
-    "Read the previous run's log (kubectl logs --previous) and fix the cause it names.",
+    code="AVAIL001",
+    severity=Severity.ERROR,
+    category=Category.AVAILABILITY,
+    summary="A container is in CrashLoopBackOff",
+    fix="Read the previous run's log (kubectl logs --previous) and fix the cause it names.",
 )
 def crash_loop(inventory: Inventory):
     for pod in inventory.of("Pod"):
@@ -46,11 +47,11 @@ def crash_loop(inventory: Inventory):
 
 
 @check(
-    "AVAIL002",
-    "error",
-    "availability",
-    "An image cannot be pulled",
-    "Fix the image name or tag, or give the pod an imagePullSecret for the registry.",
+    code="AVAIL002",
+    severity=Severity.ERROR,
+    category=Category.AVAILABILITY,
+    summary="An image cannot be pulled",
+    fix="Fix the image name or tag, or give the pod an imagePullSecret for the registry.",
 )
 def image_pull(inventory: Inventory):
     for pod in inventory.of("Pod"):
@@ -65,12 +66,14 @@ def image_pull(inventory: Inventory):
 
 
 @check(
-    "AVAIL003",
-    "error",
-    "availability",
-    "A pod is Pending: no node can schedule it",
-    "Lower the pod's requests, fix its nodeSelector/tolerations, or add nodes with the resource "
-    "it asks for.",
+    code="AVAIL003",
+    severity=Severity.ERROR,
+    category=Category.AVAILABILITY,
+    summary="A pod is Pending: no node can schedule it",
+    fix=(
+        "Lower the pod's requests, fix its nodeSelector/tolerations, or add nodes with the "
+        "resource it asks for."
+    ),
 )
 def unschedulable(inventory: Inventory):
     for pod in inventory.of("Pod"):
@@ -90,11 +93,11 @@ def unschedulable(inventory: Inventory):
 
 
 @check(
-    "AVAIL004",
-    "error",
-    "availability",
-    "A PersistentVolumeClaim is Pending",
-    "Use a StorageClass that exists and supports the access mode (ReadWriteMany for the output "
+    code="AVAIL004",
+    severity=Severity.ERROR,
+    category=Category.AVAILABILITY,
+    summary="A PersistentVolumeClaim is Pending",
+    fix="Use a StorageClass that exists and supports the access mode (ReadWriteMany for the output "
     "volume), or create the PersistentVolume it waits for.",
 )
 def claim_pending(inventory: Inventory):
@@ -118,11 +121,14 @@ def claim_pending(inventory: Inventory):
 
 
 @check(
-    "AVAIL005",
-    "warning",
-    "availability",
-    "A Deployment or StatefulSet has fewer ready replicas than desired",
-    "Look at the workload's pods and events (kubectl describe) for the reason they are not ready.",
+    code="AVAIL005",
+    severity=Severity.WARNING,
+    category=Category.AVAILABILITY,
+    summary="A Deployment or StatefulSet has fewer ready replicas than desired",
+    fix=(
+        "Look at the workload's pods and events (kubectl describe) for the reason they are not "
+        "ready."
+    ),
 )
 def short_of_replicas(inventory: Inventory):
     for kind in ("Deployment", "StatefulSet"):
@@ -150,11 +156,11 @@ def _services_by_workload(inventory: Inventory) -> dict[int, list[str]]:
 
 
 @check(
-    "AVAIL006",
-    "warning",
-    "availability",
-    "A long-running container has no readiness or liveness probe",
-    "Add a readinessProbe (and a livenessProbe) so traffic waits for readiness and hung "
+    code="AVAIL006",
+    severity=Severity.WARNING,
+    category=Category.AVAILABILITY,
+    summary="A long-running container has no readiness or liveness probe",
+    fix="Add a readinessProbe (and a livenessProbe) so traffic waits for readiness and hung "
     "processes restart.",
 )
 def missing_probes(inventory: Inventory):

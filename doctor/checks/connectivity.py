@@ -13,6 +13,7 @@ from doctor.addresses import (
     service_reference,
     workload_addresses,
 )
+from doctor.finding import Category, Severity
 from doctor.inventory import (
     Inventory,
     Workload,
@@ -34,11 +35,11 @@ def all_addresses(inventory: Inventory) -> list[Address]:
 
 
 @check(
-    "NET001",
-    "error",
-    "connectivity",
-    "An IP address is hard-coded where a Service name belongs",
-    "Address the peer by its Service name (e.g. ray-head:6379), never a pod or node IP.",
+    code="NET001",
+    severity=Severity.ERROR,
+    category=Category.CONNECTIVITY,
+    summary="An IP address is hard-coded where a Service name belongs",
+    fix="Address the peer by its Service name (e.g. ray-head:6379), never a pod or node IP.",
 )
 def hard_coded_ip(inventory: Inventory):
     seen = set()
@@ -117,11 +118,11 @@ def _missing_service(inventory: Inventory, address: Address, ref: tuple[str, str
 
 
 @check(
-    "NET002",
-    "error",
-    "connectivity",
-    "A host name names no Service in its namespace",
-    "Point the address at an existing Service (kubectl get svc -n NAMESPACE) or create one.",
+    code="NET002",
+    severity=Severity.ERROR,
+    category=Category.CONNECTIVITY,
+    summary="A host name names no Service in its namespace",
+    fix="Point the address at an existing Service (kubectl get svc -n NAMESPACE) or create one.",
 )
 def unknown_service_name(inventory: Inventory):
     seen = set()
@@ -170,11 +171,11 @@ def _reachable_ports(inventory: Inventory, service: dict) -> set[int] | None:
 
 
 @check(
-    "NET003",
-    "error",
-    "connectivity",
-    "A port that no Service port or container serves",
-    "Use the port the Service exposes, or expose the port the process listens on.",
+    code="NET003",
+    severity=Severity.ERROR,
+    category=Category.CONNECTIVITY,
+    summary="A port that no Service port or container serves",
+    fix="Use the port the Service exposes, or expose the port the process listens on.",
 )
 def unserved_port(inventory: Inventory):
     seen = set()
@@ -222,11 +223,11 @@ def _unserved_target_ports(inventory: Inventory, service: dict):
 
 
 @check(
-    "NET004",
-    "warning",
-    "connectivity",
-    "A Service selects no running pod (no endpoints)",
-    "Make the Service selector match the pod labels of the workload it fronts.",
+    code="NET004",
+    severity=Severity.WARNING,
+    category=Category.CONNECTIVITY,
+    summary="A Service selects no running pod (no endpoints)",
+    fix="Make the Service selector match the pod labels of the workload it fronts.",
 )
 def service_without_endpoints(inventory: Inventory):
     if not inventory.has_runtime_state:
@@ -265,11 +266,11 @@ def _waits_for_ray(container: dict, pod_is_ray_worker: bool) -> bool:
 
 
 @check(
-    "NET005",
-    "error",
-    "connectivity",
-    "Ray workers are stuck in init, waiting for the GCS",
-    "Make the head's GCS reachable at the address the workers wait for (Service name, port).",
+    code="NET005",
+    severity=Severity.ERROR,
+    category=Category.CONNECTIVITY,
+    summary="Ray workers are stuck in init, waiting for the GCS",
+    fix="Make the head's GCS reachable at the address the workers wait for (Service name, port).",
 )
 def workers_waiting_for_gcs(inventory: Inventory):
     for pod in inventory.of("Pod"):

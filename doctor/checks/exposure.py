@@ -4,6 +4,7 @@ route or load balancer to the Serve or metrics port alone exposes no control por
 
 from __future__ import annotations
 
+from doctor.finding import Category, Severity
 from doctor.inventory import Inventory, Workload, name_of, namespace_of
 from doctor.kuberay import created_by
 from doctor.raystart import listening_ports
@@ -57,11 +58,11 @@ def _reported_as(obj: dict, what: str) -> tuple[str, str]:
 
 
 @check(
-    "SEC001",
-    "error",
-    "security",
-    "The Ray dashboard, client or GCS port is reachable from outside the cluster",
-    "Make the Service ClusterIP (serviceType: ClusterIP for KubeRay) and reach the dashboard "
+    code="SEC001",
+    severity=Severity.ERROR,
+    category=Category.SECURITY,
+    summary="The Ray dashboard, client or GCS port is reachable from outside the cluster",
+    fix="Make the Service ClusterIP (serviceType: ClusterIP for KubeRay) and reach the dashboard "
     "with kubectl port-forward; Ray has no authentication on these ports.",
 )
 def ray_exposed(inventory: Inventory):

@@ -4,6 +4,7 @@ model's prediction and the worker's GPU."""
 from __future__ import annotations
 
 from doctor.checks.jobs import live_workers
+from doctor.finding import Category, Severity
 from doctor.inventory import Inventory
 from doctor.registry import Hit, check
 from service.memory_model import usable_gpu_gib
@@ -12,12 +13,13 @@ OVER_PREDICTION = 1.15  # measured peaks within 15% of the model are calibration
 
 
 @check(
-    "MEM006",
-    "warning",
-    "memory",
-    "Jobs use more GPU memory than the memory model predicts",
-    "Recalibrate the memory model on this GPU (data/), or lower MOCHI_WORKER_GPU_MEMORY_GIB so "
+    code="MEM006",
+    severity=Severity.WARNING,
+    category=Category.MEMORY,
+    summary="Jobs use more GPU memory than the memory model predicts",
+    fix="Recalibrate the memory model on this GPU (data/), or lower MOCHI_WORKER_GPU_MEMORY_GIB so "
     "the model plans with headroom (offload, tiling).",
+    needs_live=True,
 )
 def gpu_memory_against_model(inventory: Inventory):
     state = inventory.state.get("jobs") or {}

@@ -12,7 +12,7 @@ import re
 import traceback
 from collections.abc import Iterator
 
-from doctor.finding import Finding
+from doctor.finding import Category, Finding, Severity
 from doctor.inventory import WORKLOAD_KINDS, Inventory, Workload
 from doctor.kuberay import KUBERAY_KINDS
 from doctor.objects import resource_id
@@ -58,11 +58,11 @@ CONTAINER_LISTS = {"containers", "initContainers", "ephemeralContainers"}
 
 
 @check(
-    "CONF001",
-    "error",
-    "configuration",
-    "A value is not what Kubernetes accepts (a quantity, an integer)",
-    "Write the value as Kubernetes reads it: a quantity such as 64Gi, 64G, 500m or 1e3 (there "
+    code="CONF001",
+    severity=Severity.ERROR,
+    category=Category.CONFIGURATION,
+    summary="A value is not what Kubernetes accepts (a quantity, an integer)",
+    fix="Write the value as Kubernetes reads it: a quantity such as 64Gi, 64G, 500m or 1e3 (there "
     "is no B suffix), an integer for counts; render templates before checking them.",
 )
 def invalid_values(inventory: Inventory):
@@ -152,11 +152,11 @@ def _hint(value) -> str:
 
 
 @check(
-    "CONF002",
-    "warning",
-    "configuration",
-    "A check could not run on this input; its findings are missing from the report",
-    "Report the doctor bug with the evidence; until then, read the object by hand for what "
+    code="CONF002",
+    severity=Severity.WARNING,
+    category=Category.CONFIGURATION,
+    summary="A check could not run on this input; its findings are missing from the report",
+    fix="Report the doctor bug with the evidence; until then, read the object by hand for what "
     "the check looks for (`doctor explain CODE`).",
 )
 def failed_checks(inventory: Inventory):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from doctor.checks.jobs import live_workers
 from doctor.checks.reachability import resource_of
+from doctor.finding import Category, Severity
 from doctor.inventory import Inventory, Workload
 from doctor.raystart import ray_start_flags, uses_ray_start_params
 from doctor.registry import Hit, check
@@ -194,12 +195,14 @@ def _registry_evidence(worker: str, ranks: int, error: str) -> str:
 
 
 @check(
-    "RAY014",
-    "error",
-    "availability",
-    "A job group cannot be placed: no Ray node has MOCHI_GPUS_PER_JOB x MOCHI_GPUS_PER_WORKER "
-    "GPUs for its ranks",
-    "Give one Ray worker pod MOCHI_GPUS_PER_JOB x MOCHI_GPUS_PER_WORKER GPUs (nvidia.com/gpu "
+    code="RAY014",
+    severity=Severity.ERROR,
+    category=Category.AVAILABILITY,
+    summary=(
+        "A job group cannot be placed: no Ray node has MOCHI_GPUS_PER_JOB x "
+        "MOCHI_GPUS_PER_WORKER GPUs for its ranks"
+    ),
+    fix="Give one Ray worker pod MOCHI_GPUS_PER_JOB x MOCHI_GPUS_PER_WORKER GPUs (nvidia.com/gpu "
     "and num-gpus), or lower MOCHI_GPUS_PER_JOB to what one pod holds.",
 )
 def group_cannot_be_placed(inventory: Inventory):
@@ -253,13 +256,16 @@ def _live_placement(inventory: Inventory):
 
 
 @check(
-    "RAY015",
-    "error",
-    "connectivity",
-    "The ranks of a job group cannot reach each other: the torch.distributed rendezvous failed",
-    "Find in the ranks' logs why they did not join: a rank killed while loading (host memory "
+    code="RAY015",
+    severity=Severity.ERROR,
+    category=Category.CONNECTIVITY,
+    summary=(
+        "The ranks of a job group cannot reach each other: the torch.distributed rendezvous failed"
+    ),
+    fix="Find in the ranks' logs why they did not join: a rank killed while loading (host memory "
     "for N pipelines in one pod), NCCL or gloo on the wrong interface or a small /dev/shm, or a "
     "sidecar intercepting traffic to the pod's own IP.",
+    needs_live=True,
 )
 def ranks_cannot_join(inventory: Inventory):
     for worker, ranks, error in group_workers(inventory, RENDEZVOUS):
@@ -282,11 +288,11 @@ def _divisors(number: int) -> str:
 
 
 @check(
-    "RAY016",
-    "error",
-    "configuration",
-    "MOCHI_GPUS_PER_JOB does not divide the model's attention heads",
-    "Set MOCHI_GPUS_PER_JOB to a divisor of the model's attention heads (Mochi-1: 1, 2, 3, 4, "
+    code="RAY016",
+    severity=Severity.ERROR,
+    category=Category.CONFIGURATION,
+    summary="MOCHI_GPUS_PER_JOB does not divide the model's attention heads",
+    fix="Set MOCHI_GPUS_PER_JOB to a divisor of the model's attention heads (Mochi-1: 1, 2, 3, 4, "
     "6, 8, 12 or 24).",
 )
 def ranks_do_not_divide_heads(inventory: Inventory):
@@ -313,11 +319,11 @@ def ranks_do_not_divide_heads(inventory: Inventory):
 
 
 @check(
-    "RAY017",
-    "warning",
-    "configuration",
-    "A Ray pod's GPUs are not a multiple of a job group's: the groups leave GPUs idle",
-    "Give each GPU Ray pod a multiple of MOCHI_GPUS_PER_JOB x MOCHI_GPUS_PER_WORKER GPUs, or "
+    code="RAY017",
+    severity=Severity.WARNING,
+    category=Category.CONFIGURATION,
+    summary="A Ray pod's GPUs are not a multiple of a job group's: the groups leave GPUs idle",
+    fix="Give each GPU Ray pod a multiple of MOCHI_GPUS_PER_JOB x MOCHI_GPUS_PER_WORKER GPUs, or "
     "set MOCHI_GPUS_PER_JOB to a divisor of the pipelines one pod holds.",
 )
 def groups_leave_gpus_idle(inventory: Inventory):

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import Counter
 
 from doctor.checks.ray_state import WORKER_CLASS
+from doctor.finding import Category, Severity
 from doctor.inventory import Inventory
 from doctor.memory_inputs import plan_parallelism
 from doctor.registry import Hit, check
@@ -47,12 +48,13 @@ def live_workers(state: dict) -> dict[str, dict]:
 
 
 @check(
-    "JOB001",
-    "error",
-    "jobs",
-    "Jobs in starting/running whose lease expired: the reaper is not doing its work",
-    "Enable the reaper (MOCHI_REAPER_ENABLED=true) and keep the supervisor and the pool "
+    code="JOB001",
+    severity=Severity.ERROR,
+    category=Category.JOBS,
+    summary="Jobs in starting/running whose lease expired: the reaper is not doing its work",
+    fix="Enable the reaper (MOCHI_REAPER_ENABLED=true) and keep the supervisor and the pool "
     "running; the reaper requeues or fails these jobs.",
+    needs_live=True,
 )
 def expired_leases(inventory: Inventory):
     state = _jobs(inventory)
@@ -82,11 +84,15 @@ def expired_leases(inventory: Inventory):
 
 
 @check(
-    "JOB002",
-    "error",
-    "jobs",
-    "Jobs queued for long while no worker is alive or free",
-    "Bring the pool back (RAY008, RAY009) or add workers; the queue drains once a worker is free.",
+    code="JOB002",
+    severity=Severity.ERROR,
+    category=Category.JOBS,
+    summary="Jobs queued for long while no worker is alive or free",
+    fix=(
+        "Bring the pool back (RAY008, RAY009) or add workers; the queue drains once a worker is "
+        "free."
+    ),
+    needs_live=True,
 )
 def queued_without_workers(inventory: Inventory):
     state = _jobs(inventory)
@@ -103,11 +109,15 @@ def queued_without_workers(inventory: Inventory):
         return
     alive = live_workers(state)
     busy = {j.get("worker") for j in state.get("jobs") or [] if j.get("status") in ACTIVE_STATES}
-    free = set(alive) - busy
+    # A group leader whose ranks have not joined claims nothing.
+    unformed = {worker for worker, info in alive.items() if info.get("group_error")}
+    free = set(alive) - busy - unformed
     if free:
         return
     oldest = min(waiting, key=lambda j: j.get("created_at") or now)
     why = "no worker is alive" if not alive else f"all {len(alive)} live worker(s) are busy"
+    if unformed:
+        why += f" or cannot form their group of ranks (RAY014/RAY015: {len(unformed)})"
     yield Hit(
         _resource(waiting),
         f"{len(waiting)} job(s) queued for more than {QUEUED_TOO_LONG_SECONDS:g}s and {why}: "
@@ -136,12 +146,13 @@ def _fits(job: dict, worker: dict) -> bool | None:
 
 
 @check(
-    "JOB003",
-    "error",
-    "jobs",
-    "Queued jobs whose parameters no live worker can run",
-    "Add workers with more GPU memory, or lower the admission limits so the API refuses such "
+    code="JOB003",
+    severity=Severity.ERROR,
+    category=Category.JOBS,
+    summary="Queued jobs whose parameters no live worker can run",
+    fix="Add workers with more GPU memory, or lower the admission limits so the API refuses such "
     "jobs (the memory model decides).",
+    needs_live=True,
 )
 def jobs_nobody_can_run(inventory: Inventory):
     state = _jobs(inventory)
@@ -168,12 +179,13 @@ def jobs_nobody_can_run(inventory: Inventory):
 
 
 @check(
-    "JOB004",
-    "error",
-    "jobs",
-    "Jobs marked running on a worker or actor that no longer exists",
-    "Enable the reaper so their leases expire into the queue; find why the worker died "
+    code="JOB004",
+    severity=Severity.ERROR,
+    category=Category.JOBS,
+    summary="Jobs marked running on a worker or actor that no longer exists",
+    fix="Enable the reaper so their leases expire into the queue; find why the worker died "
     "(RAY009, MEM005).",
+    needs_live=True,
 )
 def jobs_on_missing_workers(inventory: Inventory):
     state = _jobs(inventory)
@@ -210,12 +222,13 @@ def jobs_on_missing_workers(inventory: Inventory):
 
 
 @check(
-    "JOB005",
-    "warning",
-    "jobs",
-    "A spike of failed jobs",
-    "Read the most common error in the evidence and its runbook (output volume: PERM005; "
+    code="JOB005",
+    severity=Severity.WARNING,
+    category=Category.JOBS,
+    summary="A spike of failed jobs",
+    fix="Read the most common error in the evidence and its runbook (output volume: PERM005; "
     "memory: MEM004/MEM005); fix it, then resubmit the failed jobs.",
+    needs_live=True,
 )
 def failed_spike(inventory: Inventory):
     state = _jobs(inventory)

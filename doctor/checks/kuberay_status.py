@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from doctor.finding import Category, Severity
 from doctor.inventory import Inventory, name_of, namespace_of
 from doctor.registry import Hit, check
 
@@ -213,12 +214,17 @@ def _embedded_cluster_statuses(inventory: Inventory):
 
 
 @check(
-    "RAY011",
-    "error",
-    "availability",
-    "A RayCluster's status says it is not healthy (failed state, pods not created, head not ready)",
-    "Read the cluster's status and events (kubectl describe raycluster NAME -n NS) and the head "
-    "pod's (kubectl describe pod -l ray.io/cluster=NAME,ray.io/node-type=head -n NS).",
+    code="RAY011",
+    severity=Severity.ERROR,
+    category=Category.AVAILABILITY,
+    summary=(
+        "A RayCluster's status says it is not healthy (failed state, pods not created, head not "
+        "ready)"
+    ),
+    fix=(
+        "Read the cluster's status and events (kubectl describe raycluster NAME -n NS) and the "
+        "head pod's (kubectl describe pod -l ray.io/cluster=NAME,ray.io/node-type=head -n NS)."
+    ),
 )
 def raycluster_unhealthy(inventory: Inventory):
     clock = Clock(inventory)
@@ -407,12 +413,16 @@ def _job_stuck(inventory: Inventory, job: dict, clock: Clock):
 
 
 @check(
-    "RAY012",
-    "error",
-    "jobs",
-    "A RayJob failed, or its Ray job never started (submitter failing, cluster never ready)",
-    "Read the RayJob's status and events (kubectl describe rayjob NAME -n NS) and the submitter's "
-    "log (kubectl logs -l job-name=NAME -n NS).",
+    code="RAY012",
+    severity=Severity.ERROR,
+    category=Category.JOBS,
+    summary=(
+        "A RayJob failed, or its Ray job never started (submitter failing, cluster never ready)"
+    ),
+    fix=(
+        "Read the RayJob's status and events (kubectl describe rayjob NAME -n NS) and the "
+        "submitter's log (kubectl logs -l job-name=NAME -n NS)."
+    ),
 )
 def rayjob_failed_or_stuck(inventory: Inventory):
     clock = Clock(inventory)
@@ -506,11 +516,14 @@ def _service_problem(status: dict, clock: Clock):
 
 
 @check(
-    "RAY013",
-    "error",
-    "availability",
-    "A RayService is not serving: not Ready, its Serve application failed, or no serve endpoints",
-    "Read the RayService's status (kubectl get rayservice NAME -n NS -o yaml): the Serve "
+    code="RAY013",
+    severity=Severity.ERROR,
+    category=Category.AVAILABILITY,
+    summary=(
+        "A RayService is not serving: not Ready, its Serve application failed, or no serve "
+        "endpoints"
+    ),
+    fix="Read the RayService's status (kubectl get rayservice NAME -n NS -o yaml): the Serve "
     "application's message names the error in serveConfigV2, the image or the code.",
 )
 def rayservice_not_serving(inventory: Inventory):

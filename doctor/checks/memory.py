@@ -4,6 +4,7 @@ against GPU memory, OOM kills."""
 
 from __future__ import annotations
 
+from doctor.finding import Category, Severity
 from doctor.inventory import Inventory, Workload, name_of, namespace_of
 from doctor.memory_inputs import plan_parallelism
 from doctor.raystart import ray_start_flags
@@ -89,12 +90,14 @@ def _positive(setting: str | None) -> bool:
 
 
 @check(
-    "MEM001",
-    "error",
-    "memory",
-    "A Ray pod's memory limit is below what it needs: the Mochi worker model's host footprint, "
-    "or Ray's own minimum for a pod that does not run the Mochi worker",
-    "Raise the pod's memory limit (and request) to the footprint, or lower "
+    code="MEM001",
+    severity=Severity.ERROR,
+    category=Category.MEMORY,
+    summary=(
+        "A Ray pod's memory limit is below what it needs: the Mochi worker model's host "
+        "footprint, or Ray's own minimum for a pod that does not run the Mochi worker"
+    ),
+    fix="Raise the pod's memory limit (and request) to the footprint, or lower "
     "--object-store-memory, or run fewer pipelines per pod.",
 )
 def ray_pod_memory(inventory: Inventory):
@@ -167,11 +170,11 @@ def _shm_volume(workload: Workload, container: dict) -> tuple[dict | None, dict 
 
 
 @check(
-    "MEM002",
-    "warning",
-    "memory",
-    "The Ray object store does not fit a memory-backed /dev/shm",
-    "Mount an emptyDir with medium: Memory at /dev/shm, sizeLimit at least "
+    code="MEM002",
+    severity=Severity.WARNING,
+    category=Category.MEMORY,
+    summary="The Ray object store does not fit a memory-backed /dev/shm",
+    fix="Mount an emptyDir with medium: Memory at /dev/shm, sizeLimit at least "
     "--object-store-memory, and count it in the pod's memory limit.",
 )
 def object_store_shm(inventory: Inventory):
@@ -211,11 +214,11 @@ def object_store_shm(inventory: Inventory):
 
 
 @check(
-    "MEM003",
-    "warning",
-    "memory",
-    "A Ray pod's memory or GPU request differs from its limit",
-    "Set requests equal to limits for memory and nvidia.com/gpu on Ray pods (Guaranteed QoS).",
+    code="MEM003",
+    severity=Severity.WARNING,
+    category=Category.MEMORY,
+    summary="A Ray pod's memory or GPU request differs from its limit",
+    fix="Set requests equal to limits for memory and nvidia.com/gpu on Ray pods (Guaranteed QoS).",
 )
 def ray_requests_equal_limits(inventory: Inventory):
     for workload in inventory.workloads:
@@ -257,11 +260,11 @@ def gpu_memory_gib(inventory: Inventory, workload: Workload) -> tuple[float, str
 
 
 @check(
-    "MEM004",
-    "error",
-    "memory",
-    "The largest job the service admits does not fit the Mochi workers' GPU memory",
-    "Use GPUs with more memory, or lower the admitted frame count / resolution.",
+    code="MEM004",
+    severity=Severity.ERROR,
+    category=Category.MEMORY,
+    summary="The largest job the service admits does not fit the Mochi workers' GPU memory",
+    fix="Use GPUs with more memory, or lower the admitted frame count / resolution.",
 )
 def largest_job_gpu(inventory: Inventory):
     for workload in inventory.workloads:
@@ -291,11 +294,11 @@ OOM_MESSAGES = ("Task was killed due to the node running low on memory", "OutOfM
 
 
 @check(
-    "MEM005",
-    "error",
-    "memory",
-    "Containers were OOM-killed",
-    "Raise the memory limit to the memory model's footprint (see MEM001) or lower the object "
+    code="MEM005",
+    severity=Severity.ERROR,
+    category=Category.MEMORY,
+    summary="Containers were OOM-killed",
+    fix="Raise the memory limit to the memory model's footprint (see MEM001) or lower the object "
     "store.",
 )
 def oom_killed(inventory: Inventory):

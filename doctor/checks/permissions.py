@@ -7,6 +7,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 
+from doctor.finding import Category, Severity
 from doctor.images import build_for_image, parse_image
 from doctor.inventory import Inventory, Workload, command_text, name_of, namespace_of
 from doctor.registry import Hit, check
@@ -118,12 +119,14 @@ def ownership_guaranteed(workload: Workload, mount_path: str) -> bool:
 
 
 @check(
-    "PERM001",
-    "error",
-    "permissions",
-    "A non-root process writes to a volume nobody made writable for it",
-    "Set the pod's securityContext.fsGroup to the container's group (e.g. 1000) so the volume is "
-    "group-writable, or mount a volume at the output path.",
+    code="PERM001",
+    severity=Severity.ERROR,
+    category=Category.PERMISSIONS,
+    summary="A non-root process writes to a volume nobody made writable for it",
+    fix=(
+        "Set the pod's securityContext.fsGroup to the container's group (e.g. 1000) so the "
+        "volume is group-writable, or mount a volume at the output path."
+    ),
 )
 def unwritable_output_volume(inventory: Inventory):
     for use in writers(output_uses(inventory)):
@@ -155,11 +158,11 @@ def unwritable_output_volume(inventory: Inventory):
 
 
 @check(
-    "PERM002",
-    "error",
-    "permissions",
-    "The output path is not one shared volume for every writer and reader",
-    "Mount one ReadWriteMany volume (a PVC on NFS, CephFS, EFS, Filestore...) at the same path "
+    code="PERM002",
+    severity=Severity.ERROR,
+    category=Category.PERMISSIONS,
+    summary="The output path is not one shared volume for every writer and reader",
+    fix="Mount one ReadWriteMany volume (a PVC on NFS, CephFS, EFS, Filestore...) at the same path "
     "in the Ray workers and the API.",
 )
 def output_not_shared(inventory: Inventory):
@@ -190,11 +193,11 @@ def output_not_shared(inventory: Inventory):
 
 
 @check(
-    "PERM003",
-    "error",
-    "permissions",
-    "The output path is on a read-only mount in a writer",
-    "Remove readOnly: true from the mount the writer uses for its output path.",
+    code="PERM003",
+    severity=Severity.ERROR,
+    category=Category.PERMISSIONS,
+    summary="The output path is on a read-only mount in a writer",
+    fix="Remove readOnly: true from the mount the writer uses for its output path.",
 )
 def read_only_output(inventory: Inventory):
     for use in writers(output_uses(inventory)):
@@ -221,11 +224,11 @@ def container_messages(pod: dict):
 
 
 @check(
-    "PERM004",
-    "error",
-    "permissions",
-    "A container failed with Permission denied",
-    "Give the container's user write access to the path (fsGroup, volume ownership) or write "
+    code="PERM004",
+    severity=Severity.ERROR,
+    category=Category.PERMISSIONS,
+    summary="A container failed with Permission denied",
+    fix="Give the container's user write access to the path (fsGroup, volume ownership) or write "
     "somewhere it owns.",
 )
 def permission_denied(inventory: Inventory):

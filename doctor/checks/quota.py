@@ -3,6 +3,7 @@ nodes' allocatable, and `exceeded quota` refusals."""
 
 from __future__ import annotations
 
+from doctor.finding import Category, Severity
 from doctor.inventory import Inventory, name_of, namespace_of
 from doctor.registry import Hit, check
 from doctor.resources import GPU, amount_or_none, pod_totals, surge_pods
@@ -46,11 +47,11 @@ def namespace_demand(inventory: Inventory, namespace: str, kind: str, resource: 
 
 
 @check(
-    "QUOTA001",
-    "error",
-    "quota",
-    "The workloads' requests exceed the namespace's ResourceQuota",
-    "Lower requests or replicas, or raise the ResourceQuota (kubectl edit resourcequota).",
+    code="QUOTA001",
+    severity=Severity.ERROR,
+    category=Category.QUOTA,
+    summary="The workloads' requests exceed the namespace's ResourceQuota",
+    fix="Lower requests or replicas, or raise the ResourceQuota (kubectl edit resourcequota).",
 )
 def quota_exceeded(inventory: Inventory):
     for quota in inventory.of("ResourceQuota"):
@@ -58,11 +59,11 @@ def quota_exceeded(inventory: Inventory):
 
 
 @check(
-    "QUOTA002",
-    "warning",
-    "quota",
-    "A rolling update's surge pods would exceed the ResourceQuota",
-    "Use strategy Recreate (or maxSurge: 0) for large pods such as Ray workers, or leave "
+    code="QUOTA002",
+    severity=Severity.WARNING,
+    category=Category.QUOTA,
+    summary="A rolling update's surge pods would exceed the ResourceQuota",
+    fix="Use strategy Recreate (or maxSurge: 0) for large pods such as Ray workers, or leave "
     "headroom in the quota for one surge pod.",
 )
 def quota_surge(inventory: Inventory):
@@ -94,11 +95,11 @@ def _quota_hits(inventory: Inventory, quota: dict, during_rollout: bool):
 
 
 @check(
-    "QUOTA003",
-    "error",
-    "quota",
-    "Pods ask for more GPUs than the nodes can allocate",
-    "Request at most the GPUs one node has per pod, and no more in total than the nodes offer.",
+    code="QUOTA003",
+    severity=Severity.ERROR,
+    category=Category.QUOTA,
+    summary="Pods ask for more GPUs than the nodes can allocate",
+    fix="Request at most the GPUs one node has per pod, and no more in total than the nodes offer.",
 )
 def gpus_against_nodes(inventory: Inventory):
     nodes = inventory.of("Node")
@@ -132,11 +133,11 @@ def gpus_against_nodes(inventory: Inventory):
 
 
 @check(
-    "QUOTA004",
-    "error",
-    "quota",
-    "Pod creation was refused: exceeded quota",
-    "Lower the workload's requests or replicas, or raise the ResourceQuota.",
+    code="QUOTA004",
+    severity=Severity.ERROR,
+    category=Category.QUOTA,
+    summary="Pod creation was refused: exceeded quota",
+    fix="Lower the workload's requests or replicas, or raise the ResourceQuota.",
 )
 def exceeded_quota_events(inventory: Inventory):
     seen = set()

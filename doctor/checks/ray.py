@@ -4,6 +4,7 @@ between a Ray Client user and the cluster, a wildcard node IP."""
 from __future__ import annotations
 
 from doctor.addresses import addresses_in, service_reference
+from doctor.finding import Category, Severity
 from doctor.images import build_for_image, parse_image
 from doctor.inventory import Inventory, Workload, command_text
 from doctor.raystart import ray_start_flags, required_ray_start_options, uses_ray_start_params
@@ -13,11 +14,14 @@ CLIENT_EXTRAS = {"client", "all"}
 
 
 @check(
-    "RAY001",
-    "error",
-    "connectivity",
-    "`ray start` is given a flag the installed Ray does not accept",
-    "Remove the flag or use its supported spelling (ray start --help); the process exits at once.",
+    code="RAY001",
+    severity=Severity.ERROR,
+    category=Category.CONNECTIVITY,
+    summary="`ray start` is given a flag the installed Ray does not accept",
+    fix=(
+        "Remove the flag or use its supported spelling (ray start --help); the process exits at "
+        "once."
+    ),
 )
 def invalid_ray_start_flag(inventory: Inventory):
     for workload in inventory.workloads:
@@ -65,11 +69,11 @@ def _ray_client_users(inventory: Inventory):
 
 
 @check(
-    "RAY002",
-    "error",
-    "connectivity",
-    "A Ray Client (ray://) user's image lacks `ray[client]`",
-    "Install ray[client]==<cluster Ray version> in that image (or submit work with the Ray "
+    code="RAY002",
+    severity=Severity.ERROR,
+    category=Category.CONNECTIVITY,
+    summary="A Ray Client (ray://) user's image lacks `ray[client]`",
+    fix="Install ray[client]==<cluster Ray version> in that image (or submit work with the Ray "
     "Jobs API instead of Ray Client).",
 )
 def ray_client_without_extra(inventory: Inventory):
@@ -127,11 +131,11 @@ def _ignores_version_mismatch(workload: Workload, container_name: str) -> bool:
 
 
 @check(
-    "RAY003",
-    "error",
-    "connectivity",
-    "Ray or Python version differs between a Ray Client user and the cluster",
-    "Pin the client image to the cluster's exact Ray version and Python minor version.",
+    code="RAY003",
+    severity=Severity.ERROR,
+    category=Category.CONNECTIVITY,
+    summary="Ray or Python version differs between a Ray Client user and the cluster",
+    fix="Pin the client image to the cluster's exact Ray version and Python minor version.",
 )
 def ray_version_skew(inventory: Inventory):
     for workload, container_name, literal, image in _ray_client_users(inventory):
@@ -167,11 +171,11 @@ def ray_version_skew(inventory: Inventory):
 
 
 @check(
-    "RAY004",
-    "warning",
-    "connectivity",
-    "A Ray node advertises a wildcard or loopback node IP",
-    "Drop --node-ip-address, or set it to the pod IP (env from fieldRef status.podIP).",
+    code="RAY004",
+    severity=Severity.WARNING,
+    category=Category.CONNECTIVITY,
+    summary="A Ray node advertises a wildcard or loopback node IP",
+    fix="Drop --node-ip-address, or set it to the pod IP (env from fieldRef status.podIP).",
 )
 def wildcard_node_ip(inventory: Inventory):
     for workload in inventory.workloads:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 from doctor.checks.reachability import resource_of
+from doctor.finding import Category, Severity
 from doctor.inventory import Inventory
 from doctor.registry import Hit, check
 from service.keys import POOL_SUBMISSION
@@ -46,12 +47,13 @@ def expected_worker_nodes(inventory: Inventory) -> int:
 
 
 @check(
-    "RAY007",
-    "error",
-    "availability",
-    "Ray nodes are dead, or fewer worker nodes are alive than deployed",
-    "Look at the dead node's pod (events, OOM kills, its raylet.out); make the worker pods "
+    code="RAY007",
+    severity=Severity.ERROR,
+    category=Category.AVAILABILITY,
+    summary="Ray nodes are dead, or fewer worker nodes are alive than deployed",
+    fix="Look at the dead node's pod (events, OOM kills, its raylet.out); make the worker pods "
     "reach the GCS and stay up.",
+    needs_live=True,
 )
 def dead_nodes(inventory: Inventory):
     nodes = _ray(inventory).get("nodes")
@@ -84,12 +86,13 @@ def dead_nodes(inventory: Inventory):
 
 
 @check(
-    "RAY008",
-    "error",
-    "availability",
-    "The pool driver is not running on the Ray cluster",
-    "Check the supervisor's logs (it resubmits the pool); read the driver's logs with "
+    code="RAY008",
+    severity=Severity.ERROR,
+    category=Category.AVAILABILITY,
+    summary="The pool driver is not running on the Ray cluster",
+    fix="Check the supervisor's logs (it resubmits the pool); read the driver's logs with "
     "`ray job logs <submission id>`.",
+    needs_live=True,
 )
 def pool_not_running(inventory: Inventory):
     jobs_state = inventory.state.get("jobs") or {}
@@ -118,12 +121,13 @@ def pool_not_running(inventory: Inventory):
 
 
 @check(
-    "RAY009",
-    "error",
-    "availability",
-    "Fewer live worker actors than configured, or worker actors restarting",
-    "Read the dead actor's death cause (`ray list actors --detail`); fix what kills it (OOM, "
+    code="RAY009",
+    severity=Severity.ERROR,
+    category=Category.AVAILABILITY,
+    summary="Fewer live worker actors than configured, or worker actors restarting",
+    fix="Read the dead actor's death cause (`ray list actors --detail`); fix what kills it (OOM, "
     "a crash loading the model), or lower MOCHI_WORKERS to what the cluster can hold.",
+    needs_live=True,
 )
 def worker_actors(inventory: Inventory):
     actors = _ray(inventory).get("actors")
@@ -182,12 +186,15 @@ def _unmet(demand: dict, capacity: dict[str, float]) -> dict[str, tuple[float, f
 
 
 @check(
-    "RAY010",
-    "error",
-    "availability",
-    "Tasks or actors wait for resources no node has (PENDING_NODE_ASSIGNMENT)",
-    "Add nodes that have the resource (a GPU worker group with nvidia.com/gpu and num-gpus), or "
-    "lower the demand (MOCHI_GPUS_PER_WORKER, memory).",
+    code="RAY010",
+    severity=Severity.ERROR,
+    category=Category.AVAILABILITY,
+    summary="Tasks or actors wait for resources no node has (PENDING_NODE_ASSIGNMENT)",
+    fix=(
+        "Add nodes that have the resource (a GPU worker group with nvidia.com/gpu and "
+        "num-gpus), or lower the demand (MOCHI_GPUS_PER_WORKER, memory)."
+    ),
+    needs_live=True,
 )
 def infeasible_work(inventory: Inventory):
     ray = _ray(inventory)

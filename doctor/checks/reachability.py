@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from doctor.finding import Category, Severity
 from doctor.images import parse_image
 from doctor.inventory import Inventory
 from doctor.registry import Hit, check
@@ -48,12 +49,13 @@ def resource_of(probe: dict) -> str:
 
 
 @check(
-    "NET006",
-    "error",
-    "connectivity",
-    "A component cannot be reached (DNS, refused, timeout, TLS, auth)",
-    "Make the component reachable at the address the deployment uses; the evidence names how "
+    code="NET006",
+    severity=Severity.ERROR,
+    category=Category.CONNECTIVITY,
+    summary="A component cannot be reached (DNS, refused, timeout, TLS, auth)",
+    fix="Make the component reachable at the address the deployment uses; the evidence names how "
     "the connection failed.",
+    needs_live=True,
 )
 def unreachable(inventory: Inventory):
     for probe in inventory.state.get("probes") or []:
@@ -77,11 +79,14 @@ def _ray_resource(ray: dict) -> str:
 
 
 @check(
-    "RAY005",
-    "error",
-    "availability",
-    "The Ray GCS reports itself unhealthy",
-    "Look at the head's gcs_server.out; restart the head pod (its GCS holds the cluster state).",
+    code="RAY005",
+    severity=Severity.ERROR,
+    category=Category.AVAILABILITY,
+    summary="The Ray GCS reports itself unhealthy",
+    fix=(
+        "Look at the head's gcs_server.out; restart the head pod (its GCS holds the cluster state)."
+    ),
+    needs_live=True,
 )
 def gcs_unhealthy(inventory: Inventory):
     ray = inventory.state.get("ray") or {}
@@ -102,12 +107,13 @@ def gcs_unhealthy(inventory: Inventory):
 
 
 @check(
-    "RAY006",
-    "warning",
-    "connectivity",
-    "Ray or Python version differs between the client, the head and the workers",
-    "Run one Ray version and one Python minor version everywhere: the same image tag for the "
+    code="RAY006",
+    severity=Severity.WARNING,
+    category=Category.CONNECTIVITY,
+    summary="Ray or Python version differs between the client, the head and the workers",
+    fix="Run one Ray version and one Python minor version everywhere: the same image tag for the "
     "head and the workers, and the same pins where the driver runs.",
+    needs_live=True,
 )
 def live_version_skew(inventory: Inventory):
     ray = inventory.state.get("ray") or {}

@@ -3,6 +3,7 @@ happened, a server that accepts clients without a password, and memory without h
 
 from __future__ import annotations
 
+from doctor.finding import Category, Severity
 from doctor.inventory import Inventory
 from doctor.registry import Hit, check
 from service.config import Settings
@@ -23,11 +24,12 @@ def _resource(state: dict) -> str:
 
 
 @check(
-    "REDIS001",
-    "warning",
-    "availability",
-    "Redis persistence is off: a restart loses every job",
-    "Run Redis with --appendonly yes on a persistent volume (the service's own Redis does).",
+    code="REDIS001",
+    severity=Severity.WARNING,
+    category=Category.AVAILABILITY,
+    summary="Redis persistence is off: a restart loses every job",
+    fix="Run Redis with --appendonly yes on a persistent volume (the service's own Redis does).",
+    needs_live=True,
 )
 def persistence_off(inventory: Inventory):
     state = _redis(inventory)
@@ -47,12 +49,13 @@ def persistence_off(inventory: Inventory):
 
 
 @check(
-    "REDIS002",
-    "error",
-    "availability",
-    "Redis's maxmemory policy evicts job data",
-    "Set maxmemory-policy noeviction (writes then fail loudly instead of losing jobs) and size "
+    code="REDIS002",
+    severity=Severity.ERROR,
+    category=Category.AVAILABILITY,
+    summary="Redis's maxmemory policy evicts job data",
+    fix="Set maxmemory-policy noeviction (writes then fail loudly instead of losing jobs) and size "
     "maxmemory for the job store.",
+    needs_live=True,
 )
 def evicting_policy(inventory: Inventory):
     state = _redis(inventory)
@@ -69,11 +72,12 @@ def evicting_policy(inventory: Inventory):
 
 
 @check(
-    "REDIS003",
-    "warning",
-    "availability",
-    "Redis has evicted keys",
-    "Give Redis more memory (maxmemory, the pod's limit) and set maxmemory-policy noeviction.",
+    code="REDIS003",
+    severity=Severity.WARNING,
+    category=Category.AVAILABILITY,
+    summary="Redis has evicted keys",
+    fix="Give Redis more memory (maxmemory, the pod's limit) and set maxmemory-policy noeviction.",
+    needs_live=True,
 )
 def evictions(inventory: Inventory):
     state = _redis(inventory)
@@ -87,11 +91,12 @@ def evictions(inventory: Inventory):
 
 
 @check(
-    "REDIS004",
-    "warning",
-    "security",
-    "Redis accepts clients without a password",
-    "Set requirepass (from a Secret) and give clients MOCHI_REDIS_PASSWORD.",
+    code="REDIS004",
+    severity=Severity.WARNING,
+    category=Category.SECURITY,
+    summary="Redis accepts clients without a password",
+    fix="Set requirepass (from a Secret) and give clients MOCHI_REDIS_PASSWORD.",
+    needs_live=True,
 )
 def auth_disabled(inventory: Inventory):
     state = _redis(inventory)
@@ -113,13 +118,14 @@ def auth_disabled(inventory: Inventory):
 
 
 @check(
-    "REDIS006",
-    "warning",
-    "memory",
-    "Redis's memory has no headroom: unbounded, evicting, or above the high-water mark",
-    "Run Redis with maxmemory below its container limit (about 80%) and maxmemory-policy "
+    code="REDIS006",
+    severity=Severity.WARNING,
+    category=Category.MEMORY,
+    summary="Redis's memory has no headroom: unbounded, evicting, or above the high-water mark",
+    fix="Run Redis with maxmemory below its container limit (about 80%) and maxmemory-policy "
     "noeviction; when used memory is near maxmemory, raise the limit (mochi:redisMemory) or "
     "shorten retention (MOCHI_RESULT_TTL_SECONDS).",
+    needs_live=True,
 )
 def memory_headroom(inventory: Inventory):
     state = _redis(inventory)

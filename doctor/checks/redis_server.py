@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from functools import cached_property
 
+from doctor.finding import Category, Severity
 from doctor.images import parse_image
 from doctor.inventory import Inventory, Workload, command_text, shell_words
 from doctor.registry import Hit, check
@@ -276,11 +277,11 @@ def _describe(server: RedisServer) -> str:
 
 
 @check(
-    "SEC003",
-    "error",
-    "security",
-    "Redis runs without a password",
-    "Start Redis with --requirepass from a Secret (env REDIS_PASSWORD) and give clients the "
+    code="SEC003",
+    severity=Severity.ERROR,
+    category=Category.SECURITY,
+    summary="Redis runs without a password",
+    fix="Start Redis with --requirepass from a Secret (env REDIS_PASSWORD) and give clients the "
     "password from the same Secret.",
 )
 def redis_without_password(inventory: Inventory):
@@ -303,11 +304,11 @@ def redis_without_password(inventory: Inventory):
 
 
 @check(
-    "REDIS005",
-    "warning",
-    "availability",
-    "Redis writes its append-only file where a restart loses it",
-    "Mount a PersistentVolumeClaim at Redis's data dir (a StatefulSet volumeClaimTemplate), or "
+    code="REDIS005",
+    severity=Severity.WARNING,
+    category=Category.AVAILABILITY,
+    summary="Redis writes its append-only file where a restart loses it",
+    fix="Mount a PersistentVolumeClaim at Redis's data dir (a StatefulSet volumeClaimTemplate), or "
     "turn appendonly off if the data may be lost.",
 )
 def appendonly_without_volume(inventory: Inventory):
@@ -351,11 +352,11 @@ def _memory_limit(container: dict) -> tuple[str, int] | None:
 
 
 @check(
-    "REDIS007",
-    "warning",
-    "memory",
-    "Redis has a memory limit but no maxmemory below it",
-    "Start Redis with --maxmemory at about 80% of its container's memory limit and "
+    code="REDIS007",
+    severity=Severity.WARNING,
+    category=Category.MEMORY,
+    summary="Redis has a memory limit but no maxmemory below it",
+    fix="Start Redis with --maxmemory at about 80% of its container's memory limit and "
     "--maxmemory-policy noeviction: it then refuses writes instead of being OOM-killed.",
 )
 def limit_without_maxmemory(inventory: Inventory):

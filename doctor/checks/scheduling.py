@@ -7,6 +7,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 
+from doctor.finding import Category, Severity
 from doctor.inventory import Inventory, Workload
 from doctor.objects import labels_match, name_of, namespace_of, resource_id
 from doctor.registry import Hit, check
@@ -94,11 +95,11 @@ def claim_elsewhere(inventory: Inventory, namespace: str, claim: str) -> str:
 
 
 @check(
-    "AVAIL008",
-    "error",
-    "availability",
-    "A pod template mounts a PersistentVolumeClaim that does not exist in its namespace",
-    "Create the claim in the workload's namespace (or fix claimName); a pod whose claim is "
+    code="AVAIL008",
+    severity=Severity.ERROR,
+    category=Category.AVAILABILITY,
+    summary="A pod template mounts a PersistentVolumeClaim that does not exist in its namespace",
+    fix="Create the claim in the workload's namespace (or fix claimName); a pod whose claim is "
     "missing is never scheduled.",
 )
 def missing_claim(inventory: Inventory):
@@ -228,11 +229,11 @@ def describe_templates(workloads: list[Workload], keys: set[str]) -> str:
 
 
 @check(
-    "NET007",
-    "warning",
-    "connectivity",
-    "A Service's selector matches no pod template in the input",
-    "Make spec.selector equal to labels the pod template of the workload it fronts carries "
+    code="NET007",
+    severity=Severity.WARNING,
+    category=Category.CONNECTIVITY,
+    summary="A Service's selector matches no pod template in the input",
+    fix="Make spec.selector equal to labels the pod template of the workload it fronts carries "
     "(spec.template.metadata.labels).",
 )
 def service_selects_nothing(inventory: Inventory):
@@ -280,11 +281,11 @@ def describe_users(uses: list[ClaimUse]) -> str:
 
 
 @check(
-    "PERM006",
-    "warning",
-    "permissions",
-    "A claim's access modes cannot serve all the pods that mount it",
-    "Use a ReadWriteMany claim (NFS, CephFS, EFS, Filestore, Azure Files) for volumes several "
+    code="PERM006",
+    severity=Severity.WARNING,
+    category=Category.PERMISSIONS,
+    summary="A claim's access modes cannot serve all the pods that mount it",
+    fix="Use a ReadWriteMany claim (NFS, CephFS, EFS, Filestore, Azure Files) for volumes several "
     "pods share, or give each pod its own claim (a StatefulSet's volumeClaimTemplates).",
 )
 def access_mode_mismatch(inventory: Inventory):

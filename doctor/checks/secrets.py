@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import yaml
 
+from doctor.finding import Category, Severity
 from doctor.inventory import Inventory, command_text, name_of, namespace_of, shell_words
 from doctor.registry import Hit, check
 from doctor.secret_judge import judge
@@ -208,11 +209,11 @@ def _message(leak: Leak) -> str:
 
 
 @check(
-    "SEC005",
-    "error",
-    "security",
-    "A secret is written as a plain value in a pod spec or ConfigMap",
-    "Move it to a Secret and reference it with valueFrom.secretKeyRef (or envFrom.secretRef).",
+    code="SEC005",
+    severity=Severity.ERROR,
+    category=Category.SECURITY,
+    summary="A secret is written as a plain value in a pod spec or ConfigMap",
+    fix="Move it to a Secret and reference it with valueFrom.secretKeyRef (or envFrom.secretRef).",
 )
 def plain_secrets(inventory: Inventory):
     seen = set()

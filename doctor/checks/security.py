@@ -7,6 +7,7 @@ import re
 from collections import defaultdict
 
 from doctor.checks.redis_server import is_redis_server
+from doctor.finding import Category, Severity
 from doctor.images import MUTABLE_TAGS, build_for_image, parse_image
 from doctor.inventory import Inventory, Workload, labels_match, name_of, namespace_of
 from doctor.registry import Hit, check
@@ -48,11 +49,11 @@ def _open_ray_and_redis(inventory: Inventory, namespace: str) -> dict[str, set[s
 
 
 @check(
-    "SEC002",
-    "warning",
-    "security",
-    "No NetworkPolicy restricts who reaches Ray or Redis",
-    "Add a NetworkPolicy that admits only the API and Ray pods to Redis and the Ray ports.",
+    code="SEC002",
+    severity=Severity.WARNING,
+    category=Category.SECURITY,
+    summary="No NetworkPolicy restricts who reaches Ray or Redis",
+    fix="Add a NetworkPolicy that admits only the API and Ray pods to Redis and the Ray ports.",
 )
 def no_network_policy(inventory: Inventory):
     for namespace in sorted({w.namespace for w in inventory.workloads}):
@@ -108,11 +109,11 @@ def node_agent(workload: Workload) -> str | None:
 
 
 @check(
-    "SEC004",
-    "warning",
-    "security",
-    "A container runs privileged or as root",
-    "Run as a non-root user (USER in the Dockerfile, runAsNonRoot: true, runAsUser: 1000) and "
+    code="SEC004",
+    severity=Severity.WARNING,
+    category=Category.SECURITY,
+    summary="A container runs privileged or as root",
+    fix="Run as a non-root user (USER in the Dockerfile, runAsNonRoot: true, runAsUser: 1000) and "
     "drop privileged.",
 )
 def root_or_privileged(inventory: Inventory):
@@ -140,11 +141,13 @@ def root_or_privileged(inventory: Inventory):
 
 
 @check(
-    "SEC006",
-    "warning",
-    "security",
-    "A mutable image tag with imagePullPolicy IfNotPresent: nodes keep running an old image",
-    "Deploy immutable tags (a version or the digest image@sha256:...) or set "
+    code="SEC006",
+    severity=Severity.WARNING,
+    category=Category.SECURITY,
+    summary=(
+        "A mutable image tag with imagePullPolicy IfNotPresent: nodes keep running an old image"
+    ),
+    fix="Deploy immutable tags (a version or the digest image@sha256:...) or set "
     "imagePullPolicy: Always.",
 )
 def mutable_tag_cached(inventory: Inventory):
@@ -166,11 +169,11 @@ def mutable_tag_cached(inventory: Inventory):
 
 
 @check(
-    "SEC007",
-    "warning",
-    "security",
-    "Pods of one workload run different image digests",
-    "Deploy by digest or immutable tag and roll the workload so every pod runs one image.",
+    code="SEC007",
+    severity=Severity.WARNING,
+    category=Category.SECURITY,
+    summary="Pods of one workload run different image digests",
+    fix="Deploy by digest or immutable tag and roll the workload so every pod runs one image.",
 )
 def mixed_digests(inventory: Inventory):
     groups: dict[tuple[str, str, str], dict[str, list[str]]] = defaultdict(

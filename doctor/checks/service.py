@@ -4,16 +4,21 @@ doctor's write probe (or the probe inside a worker or API pod) cannot write."""
 from __future__ import annotations
 
 from doctor.checks.reachability import resource_of
+from doctor.finding import Category, Severity
 from doctor.inventory import Inventory
 from doctor.registry import Hit, check
 
 
 @check(
-    "AVAIL007",
-    "error",
-    "availability",
-    "The API reports itself not ready (/readyz 503)",
-    "Fix what the reason names: Redis unreachable (NET006), no worker heartbeat (RAY008, RAY009).",
+    code="AVAIL007",
+    severity=Severity.ERROR,
+    category=Category.AVAILABILITY,
+    summary="The API reports itself not ready (/readyz 503)",
+    fix=(
+        "Fix what the reason names: Redis unreachable (NET006), no worker heartbeat (RAY008, "
+        "RAY009)."
+    ),
+    needs_live=True,
 )
 def api_not_ready(inventory: Inventory):
     service = inventory.state.get("service") or {}
@@ -30,12 +35,13 @@ def api_not_ready(inventory: Inventory):
 
 
 @check(
-    "PERM005",
-    "error",
-    "permissions",
-    "A write probe in the output directory failed",
-    "Make the output directory a writable directory for the containers' user: the shared "
+    code="PERM005",
+    severity=Severity.ERROR,
+    category=Category.PERMISSIONS,
+    summary="A write probe in the output directory failed",
+    fix="Make the output directory a writable directory for the containers' user: the shared "
     "volume mounted there, owned by (or fsGroup of) that user.",
+    needs_live=True,
 )
 def output_not_writable(inventory: Inventory):
     for probe in inventory.state.get("probes") or []:

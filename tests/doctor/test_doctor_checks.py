@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from doctor.addresses import service_reference
-from doctor.checks import LIVE_MODULES
 from doctor.diagnose import diagnose
 from doctor.registry import all_checks
 from doctor.sources import load_manifests
@@ -54,7 +53,6 @@ FIRES_IN = {
 # Checks whose firing inputs are in a test module of their own.
 FIRES_IN_OWN_TEST = {
     "RAY014": "test_job_groups.py",
-    "RAY015": "test_job_groups.py",
     "RAY016": "test_job_groups.py",
     "RAY017": "test_job_groups.py",
     "PERM002": "test_doctor_checks.py",
@@ -72,7 +70,7 @@ FIRES_IN_OWN_TEST = {
 def test_every_check_has_a_firing_fixture():
     # Checks of live state (Ray, Redis, jobs, probes) fire in tests/doctor_live, on a recorded
     # live snapshot and on the real embedded stack.
-    codes = {c.code for c in all_checks() if c.run.__module__ not in LIVE_MODULES}
+    codes = {c.code for c in all_checks() if not c.needs_live}
     assert set(FIRES_IN) | set(FIRES_IN_OWN_TEST) == codes
     here = Path(__file__).parent
     for code, module in FIRES_IN_OWN_TEST.items():
