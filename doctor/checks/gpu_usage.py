@@ -3,9 +3,9 @@ model's prediction and the worker's GPU."""
 
 from __future__ import annotations
 
-from doctor.checks.jobs import live_workers
 from doctor.finding import Category, Severity
 from doctor.inventory import Inventory
+from doctor.live_state import live_workers
 from doctor.registry import Hit, check
 from service.memory_model import usable_gpu_gib
 

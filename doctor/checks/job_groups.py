@@ -11,10 +11,9 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-from doctor.checks.jobs import live_workers
-from doctor.checks.reachability import resource_of
 from doctor.finding import Category, Severity
 from doctor.inventory import Inventory, Workload
+from doctor.live_state import live_workers, resource_of
 from doctor.raystart import ray_start_flags, uses_ray_start_params
 from doctor.registry import Hit, check
 from doctor.resources import GPU, container_value

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 from collections import Counter
 
-from doctor.checks.ray_state import WORKER_CLASS
 from doctor.finding import Category, Severity
 from doctor.inventory import Inventory
+from doctor.live_state import WORKER_CLASS, live_workers
 from doctor.memory_inputs import plan_parallelism
 from doctor.registry import Hit, check
-from service import records
-from service.config import Settings
 from service.memory_model import plan_generation, profile_for
 from service.params import DEFAULTS
 from service.records import ACTIVE_STATES
@@ -36,15 +34,6 @@ def _ids(jobs: list[dict]) -> str:
 
 def _resource(jobs: list[dict]) -> str:
     return f"job/{jobs[0].get('id')}" if len(jobs) == 1 else "job/*"
-
-
-def live_workers(state: dict) -> dict[str, dict]:
-    """By the service's own rule, with the TTL the read used (snapshots recorded before it was
-    kept: the service's default)."""
-    ttl = state.get("worker_ttl_seconds") or Settings.worker_ttl_seconds
-    seen = state.get("workers_seen") or {}
-    now = state.get("server_time") or 0
-    return records.live_workers(seen, state.get("workers") or {}, now, ttl)
 
 
 @check(

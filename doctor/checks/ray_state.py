@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import re
 
-from doctor.checks.reachability import resource_of
 from doctor.finding import Category, Severity
 from doctor.inventory import Inventory
+from doctor.live_state import WORKER_CLASS, resource_of
 from doctor.registry import Hit, check
 from service.keys import POOL_SUBMISSION
 
-WORKER_CLASS = "_ActorWorker"
 POOL_NAMESPACE = "mochi"
 WORKER_NAME = re.compile(r"^worker-(\d+)$")
 ALIVE_JOB_STATES = ("PENDING", "RUNNING")

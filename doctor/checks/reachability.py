@@ -4,11 +4,10 @@ the client, the head and the workers."""
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from doctor.finding import Category, Severity
 from doctor.images import parse_image
 from doctor.inventory import Inventory
+from doctor.live_state import resource_of
 from doctor.registry import Hit, check
 
 FAILURES = {
@@ -29,23 +28,6 @@ COMPONENT_FIX = {
     "kubernetes": "Fix the kubeconfig / --context, or run where the API server is reachable.",
     "address": "Make the address resolve and serve from inside the cluster (Service name, port).",
 }
-
-
-def resource_of(probe: dict) -> str:
-    if probe.get("resource"):
-        return probe["resource"]
-    target = str(probe.get("target", ""))
-    component = probe.get("component")
-    host_port = urlsplit(target).netloc.rsplit("@", 1)[-1] if "://" in target else target
-    if component == "redis":
-        return f"redis://{host_port}"
-    if component in ("ray-gcs", "ray-dashboard", "ray"):
-        return f"ray://{host_port}"
-    if component == "api":
-        return f"api://{host_port}"
-    if component == "kubernetes":
-        return f"kubernetes://{host_port or target}"
-    return target
 
 
 @check(

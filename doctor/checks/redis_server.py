@@ -13,16 +13,11 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from doctor.finding import Category, Severity
-from doctor.images import parse_image
 from doctor.inventory import Inventory, Workload, command_text, shell_words
+from doctor.redis_containers import SERVER_PROGRAMS, flavor, is_redis_server
 from doctor.registry import Hit, check
 from service.quantities import InvalidQuantity, parse
 
-SERVER_PROGRAMS = ("redis-server", "redis-stack-server")
-OFFICIAL_REPOSITORIES = {"redis", "library/redis", "docker.io/redis", "docker.io/library/redis"}
-SERVER_IMAGES = re.compile(
-    r"^(gb-)?redis-?(slave|replica|follower|master|leader)?$|^redis-stack(-server)?$|^redis-cluster$"
-)
 SHELL_SEPARATORS = {"&&", "||", ";", "|", "&"}
 LOOPBACK = {"127.0.0.1", "::1", "-::1", "localhost"}
 BITNAMI_DATA_DIR = "/bitnami/redis/data"
@@ -32,37 +27,6 @@ OFFICIAL_DATA_DIR = "/data"
 REDIS_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 2**10, "m": 10**6, "mb": 2**20, "g": 10**9,
                "gb": 2**30}  # fmt: skip
 REDIS_MEMORY = re.compile(r"^(\d+)\s*([a-z]*)$")
-
-
-def _flavor(image: str) -> str:
-    """ "bitnami", "official" (docker-library, redis-stack) or "other"."""
-    ref = parse_image(image)
-    repository = ref.repository.lower()
-    if "bitnami" in repository:
-        return "bitnami"
-    if repository.endswith("/library/redis") or repository in OFFICIAL_REPOSITORIES:
-        return "official"
-    if ref.short_name.startswith("redis-stack"):
-        return "official"
-    return "other"
-
-
-def is_redis_server(container: dict) -> bool:
-    """A container that runs a Redis server: a Redis server image whose command starts the
-    server (or keeps the image's own), not one that only runs redis-cli against another."""
-    image = parse_image(str(container.get("image", "")))
-    if not SERVER_IMAGES.match(image.short_name.lower()):
-        return False
-    text = command_text(container)
-    if any(program in text for program in SERVER_PROGRAMS):
-        return True
-    if "redis-cli" in text or "sentinel" in text:
-        return False
-    if container.get("command"):
-        return _flavor(str(container.get("image", ""))) == "bitnami" and "/bitnami/" in text
-    args = [str(a) for a in container.get("args") or []]
-    # The official entrypoint starts the server when the first argument is a flag or a file.
-    return not args or args[0].startswith("-") or args[0].endswith(".conf")
 
 
 def _server_words(container: dict) -> list[str] | None:
@@ -115,7 +79,7 @@ class RedisServer:
 
     @cached_property
     def flavor(self) -> str:
-        return _flavor(str(self.container.get("image", "")))
+        return flavor(str(self.container.get("image", "")))
 
     @cached_property
     def env(self):

@@ -6,10 +6,10 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
-from doctor.checks.redis_server import is_redis_server
 from doctor.finding import Category, Severity
 from doctor.images import MUTABLE_TAGS, build_for_image, parse_image
 from doctor.inventory import Inventory, Workload, labels_match, name_of, namespace_of
+from doctor.redis_containers import is_redis_server
 from doctor.registry import Hit, check
 
 # Node agents by image: GPU/Neuron/TPU device plugins, drivers and exporters (NVIDIA DCGM),

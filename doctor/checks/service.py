@@ -3,9 +3,9 @@ doctor's write probe (or the probe inside a worker or API pod) cannot write."""
 
 from __future__ import annotations
 
-from doctor.checks.reachability import resource_of
 from doctor.finding import Category, Severity
 from doctor.inventory import Inventory
+from doctor.live_state import resource_of
 from doctor.registry import Hit, check
 
 
