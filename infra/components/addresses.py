@@ -38,6 +38,27 @@ def _url(service: k8s.core.v1.Service, port_name: str, template: str) -> pulumi.
     return pulumi.Output.all(service.metadata, service.spec).apply(fill)
 
 
+# Settings of service.config.Settings the ConfigMap leaves out, and why: a test keeps every
+# other setting rendered, so that a new setting cannot be forgotten here.
+NOT_IN_CONFIG_MAP = {
+    "redis_password": "from the Secret mochi-redis (podspec.redis_password_env)",
+    "bootstrap_api_keys": "from the Secret of the API keys, on the API pod only",
+    "redis_appendfsync": "a Redis server flag (mochi:redisAppendfsync in the Redis component)",
+    "lease_seconds": "the service default; tuned per deployment through the env if ever",
+    "max_attempts": "the service default",
+    "reaper_interval_seconds": "the service default",
+    "reaper_enabled": "the service default (on)",
+    "worker_ttl_seconds": "the service default",
+    "max_queued_per_account": "the service default",
+    "rate_limit_per_minute": "the service default",
+    "auth_failures_per_minute": "the service default",
+    "torch_compile": "the service default",
+    "torch_threads": "the service default",
+    "test_hang_prompt": "tests only",
+    "test_hang_seconds": "tests only",
+}
+
+
 def operator_settings(config: StackConfig) -> dict[str, str]:
     """Retention, watchdogs, the submission high-water mark and /docs, as the service reads
     them (service.config.Settings)."""

@@ -4,9 +4,12 @@ the form service.config.Settings reads."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from infra import config, naming, render, sizing
+from infra.components.addresses import NOT_IN_CONFIG_MAP
 from infra.manifests import one
 from service import quantities
 from service.config import Settings
@@ -50,6 +53,19 @@ def test_defaults_reach_the_configmap_as_the_service_reads_them():
     assert settings.stall_timeout_seconds == 0
     assert settings.redis_high_water == 0.9
     assert settings.docs_enabled is False
+
+
+def test_every_setting_is_rendered_or_left_out_with_its_reason():
+    """A setting added to service.config.Settings is either in the ConfigMap (prod and dev) or
+    named in NOT_IN_CONFIG_MAP with why; nothing is both, nothing is neither."""
+    names = {setting.name for setting in dataclasses.fields(Settings)}
+    for stack in ("dev", "prod"):
+        data = settings_data(rendered(stack))
+        rendered_names = {k.removeprefix("MOCHI_").lower() for k in data if k.startswith("MOCHI_")}
+        assert names - rendered_names == set(NOT_IN_CONFIG_MAP), stack
+        assert not rendered_names & set(NOT_IN_CONFIG_MAP), stack
+        assert all(NOT_IN_CONFIG_MAP.values())
+        Settings.from_env(data)  # every rendered value is one the service accepts
 
 
 def test_operator_values_reach_the_configmap():
