@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pulumi
 
-from infra.config import StackConfig
+from infra.config_model import StackConfig
 
 
 def data_options(config: StackConfig, parent: pulumi.Resource) -> pulumi.ResourceOptions:

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 
 from infra import naming
-from infra.config import StackConfig
+from infra.config_model import StackConfig
 from service.quantities import cores, gib
 
 # Small fixed-size containers (no config key: they do not scale with the workload).

@@ -7,7 +7,7 @@ all so a user fixes everything in one round.
 from __future__ import annotations
 
 from infra import sizing
-from infra.config import (
+from infra.config_model import (
     ACCESS_MODES,
     DATA_PROTECTION,
     DNS_SUBDOMAIN,

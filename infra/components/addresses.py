@@ -6,7 +6,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra import naming
-from infra.config import StackConfig
+from infra.config_model import StackConfig
 from service.quantities import gib
 
 

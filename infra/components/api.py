@@ -7,7 +7,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra import naming, podspec, sizing
-from infra.config import StackConfig
+from infra.config_model import StackConfig
 
 
 class Api(pulumi.ComponentResource):

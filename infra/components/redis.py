@@ -6,7 +6,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra import naming, podspec, sizing
-from infra.config import StackConfig
+from infra.config_model import StackConfig
 
 # The password goes into a config file on a memory volume, never onto the command line.
 # maxmemory sits below the container limit (sizing.REDIS_MAXMEMORY_SHARE says why); when it is

@@ -7,7 +7,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from infra import naming
-from infra.config import StackConfig
+from infra.config_model import StackConfig
 
 
 class Secrets(pulumi.ComponentResource):

@@ -6,7 +6,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra import naming, podspec, sizing
-from infra.config import StackConfig
+from infra.config_model import StackConfig
 from infra.protection import data_options
 
 # kind's and k3s's local-path provisioner offers ReadWriteOnce only; on one node every pod can
