@@ -10,7 +10,7 @@ from infra.components.addresses import Addresses
 from infra.components.api import Api
 from infra.components.foundation import Foundation
 from infra.components.network_policies import NetworkPolicies
-from infra.components.ray import Ray
+from infra.components.ray import RayArgs, ray_cluster
 from infra.components.redis import Redis
 from infra.components.secrets import Secrets
 from infra.components.storage import ModelPrefill, Storage
@@ -41,13 +41,9 @@ def build(config: stack_config.StackConfig) -> dict[str, pulumi.Output]:
     storage = Storage("storage", config, namespace)
     settings = addresses.settings_name
     Redis("redis", config, namespace, service_name=addresses.redis_service_name)
-    Ray(
+    ray_cluster(
         "ray",
-        config,
-        namespace,
-        settings,
-        storage.output_claim,
-        storage.model_cache_claim,
+        RayArgs(config, namespace, settings, storage.output_claim, storage.model_cache_claim),
         opts=pulumi.ResourceOptions(depends_on=[secrets]),
     )
     Supervisor("supervisor", config, namespace, settings, storage.output_claim)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pulumi
 import pulumi_kubernetes as k8s
 
@@ -90,28 +92,37 @@ def _flags(params: dict[str, str]) -> list[str]:
     return [f"--{key}={value}" for key, value in params.items()]
 
 
-class Ray(pulumi.ComponentResource):
-    def __init__(
-        self,
-        name: str,
-        config: StackConfig,
-        namespace: pulumi.Input[str],
-        settings_name: pulumi.Input[str],
-        output_claim: pulumi.Input[str],
-        model_cache_claim: pulumi.Input[str] | None,
-        opts: pulumi.ResourceOptions | None = None,
-    ):
+@dataclass(frozen=True)
+class RayArgs:
+    config: StackConfig
+    namespace: pulumi.Input[str]
+    settings_name: pulumi.Input[str]
+    output_claim: pulumi.Input[str]
+    model_cache_claim: pulumi.Input[str] | None
+
+
+def ray_cluster(name: str, args: RayArgs, opts: pulumi.ResourceOptions | None = None):
+    """The Ray cluster of `mochi:rayMode`: KubeRay's RayCluster, or plain Deployments."""
+    kind = KubeRayCluster if args.config.ray_mode == "kuberay" else PlainRayCluster
+    return kind(name, args, opts)
+
+
+class _RayCluster(pulumi.ComponentResource):
+    """What both modes share: the pods' containers, volumes and scheduling. Both keep the
+    component type they had as one component, so an existing stack's URNs stay."""
+
+    def __init__(self, name: str, args: RayArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mochi:infra:Ray", name, None, opts)
-        self.config = config
-        self.namespace = namespace
-        self.settings_name = settings_name
-        self.output_claim = output_claim
-        self.model_cache_claim = model_cache_claim
-        if config.ray_mode == "kuberay":
-            self._kuberay()
-        else:
-            self._plain()
+        self.config = args.config
+        self.namespace = args.namespace
+        self.settings_name = args.settings_name
+        self.output_claim = args.output_claim
+        self.model_cache_claim = args.model_cache_claim
+        self._build()
         self.register_outputs({})
+
+    def _build(self) -> None:
+        raise NotImplementedError
 
     # Pod parts shared by both modes.
 
@@ -197,7 +208,11 @@ class Ray(pulumi.ComponentResource):
             ]
         return spec
 
-    def _kuberay(self) -> None:
+
+class KubeRayCluster(_RayCluster):
+    """A KubeRay RayCluster (and the operator's chart when asked)."""
+
+    def _build(self) -> None:
         config = self.config
         depends = []
         if config.install_kuberay_operator:
@@ -251,7 +266,11 @@ class Ray(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends),
         )
 
-    def _plain(self) -> None:
+
+class PlainRayCluster(_RayCluster):
+    """Ray as two Deployments running `ray start`: no operator."""
+
+    def _build(self) -> None:
         config = self.config
         head_command = (
             ["ray", "start", "--head", f"--port={naming.RAY_GCS_PORT}"]
