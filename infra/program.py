@@ -8,9 +8,10 @@ from pulumi.runtime import config as pulumi_config
 from infra import config as stack_config
 from infra.components.addresses import Addresses
 from infra.components.api import Api
+from infra.components.args import ApiArgs, ModelCacheArgs, PodArgs, RedisArgs, StackArgs
 from infra.components.foundation import Foundation
 from infra.components.network_policies import NetworkPolicies
-from infra.components.ray import RayArgs, ray_cluster
+from infra.components.ray import ray_cluster
 from infra.components.redis import Redis
 from infra.components.secrets import Secrets
 from infra.components.storage import ModelPrefill, Storage
@@ -36,35 +37,19 @@ def _stack_keys() -> set[str]:
 def build(config: stack_config.StackConfig) -> dict[str, pulumi.Output]:
     foundation = Foundation("foundation", config)
     namespace = foundation.namespace
-    secrets = Secrets("secrets", config, namespace)
-    addresses = Addresses("addresses", config, namespace)
-    storage = Storage("storage", config, namespace)
-    settings = addresses.settings_name
-    Redis("redis", config, namespace, service_name=addresses.redis_service_name)
-    ray_cluster(
-        "ray",
-        RayArgs(config, namespace, settings, storage.output_claim, storage.model_cache_claim),
-        opts=pulumi.ResourceOptions(depends_on=[secrets]),
-    )
-    Supervisor("supervisor", config, namespace, settings, storage.output_claim)
-    Api(
-        "api",
-        config,
-        namespace,
-        settings,
-        storage.output_claim,
-        addresses.api_service,
-        opts=pulumi.ResourceOptions(depends_on=[secrets]),
-    )
+    stack = StackArgs(config, namespace)
+    secrets = Secrets("secrets", stack)
+    addresses = Addresses("addresses", stack)
+    storage = Storage("storage", stack)
+    pods = PodArgs(config, namespace, addresses.settings_name, storage.output_claim)
+    after_secrets = pulumi.ResourceOptions(depends_on=[secrets])
+    Redis("redis", RedisArgs(config, namespace, addresses.redis_service_name))
+    cached = ModelCacheArgs(**vars(pods), model_cache_claim=storage.model_cache_claim)
+    ray_cluster("ray", cached, opts=after_secrets)
+    Supervisor("supervisor", pods)
+    Api("api", ApiArgs(**vars(pods), service=addresses.api_service), opts=after_secrets)
     if config.prefill_model_cache and storage.model_cache_claim is not None:
-        ModelPrefill(
-            "model-prefill",
-            config,
-            namespace,
-            settings,
-            storage.model_cache_claim,
-            storage.output_claim,
-        )
+        ModelPrefill("model-prefill", cached)
     NetworkPolicies("network-policies", namespace)
     return {
         "namespace": namespace,

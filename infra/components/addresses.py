@@ -6,6 +6,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra import naming
+from infra.components.args import StackArgs
 from infra.config_model import StackConfig
 from service.quantities import gib
 
@@ -73,14 +74,9 @@ def operator_settings(config: StackConfig) -> dict[str, str]:
 
 
 class Addresses(pulumi.ComponentResource):
-    def __init__(
-        self,
-        name: str,
-        config: StackConfig,
-        namespace: pulumi.Input[str],
-        opts: pulumi.ResourceOptions | None = None,
-    ):
+    def __init__(self, name: str, args: StackArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mochi:infra:Addresses", name, None, opts)
+        config, namespace = args.config, args.namespace
         redis = _service("redis", naming.REDIS, namespace, [("redis", naming.REDIS_PORT)], self)
         # Only ClusterIP: the dashboard (and Jobs API) is reachable inside the cluster alone.
         ray_head = _service(

@@ -7,21 +7,14 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra import naming, podspec, sizing
-from infra.config_model import StackConfig
+from infra.components.args import ApiArgs
 
 
 class Api(pulumi.ComponentResource):
-    def __init__(
-        self,
-        name: str,
-        config: StackConfig,
-        namespace: pulumi.Input[str],
-        settings_name: pulumi.Input[str],
-        output_claim: pulumi.Input[str],
-        service: k8s.core.v1.Service,
-        opts: pulumi.ResourceOptions | None = None,
-    ):
+    def __init__(self, name: str, args: ApiArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mochi:infra:Api", name, None, opts)
+        config, namespace, service = args.config, args.namespace, args.service
+        settings_name, output_claim = args.settings_name, args.output_claim
         child = pulumi.ResourceOptions(parent=self)
         container = {
             "name": naming.API,

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pulumi
 import pulumi_kubernetes as k8s
 
 from infra import naming, podspec, sizing
+from infra.components.args import ModelCacheArgs
 from infra.config_model import StackConfig
 from service.quantities import byte_count
 
@@ -92,16 +91,7 @@ def _flags(params: dict[str, str]) -> list[str]:
     return [f"--{key}={value}" for key, value in params.items()]
 
 
-@dataclass(frozen=True)
-class RayArgs:
-    config: StackConfig
-    namespace: pulumi.Input[str]
-    settings_name: pulumi.Input[str]
-    output_claim: pulumi.Input[str]
-    model_cache_claim: pulumi.Input[str] | None
-
-
-def ray_cluster(name: str, args: RayArgs, opts: pulumi.ResourceOptions | None = None):
+def ray_cluster(name: str, args: ModelCacheArgs, opts: pulumi.ResourceOptions | None = None):
     """The Ray cluster of `mochi:rayMode`: KubeRay's RayCluster, or plain Deployments."""
     kind = KubeRayCluster if args.config.ray_mode == "kuberay" else PlainRayCluster
     return kind(name, args, opts)
@@ -111,7 +101,7 @@ class _RayCluster(pulumi.ComponentResource):
     """What both modes share: the pods' containers, volumes and scheduling. Both keep the
     component type they had as one component, so an existing stack's URNs stay."""
 
-    def __init__(self, name: str, args: RayArgs, opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, args: ModelCacheArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mochi:infra:Ray", name, None, opts)
         self.config = args.config
         self.namespace = args.namespace

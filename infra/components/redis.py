@@ -6,7 +6,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra import naming, podspec, sizing
-from infra.config_model import StackConfig
+from infra.components.args import RedisArgs
 
 # The password goes into a config file on a memory volume, never onto the command line.
 # maxmemory sits below the container limit (sizing.REDIS_MAXMEMORY_SHARE says why); when it is
@@ -21,15 +21,9 @@ PING = ["sh", "-c", "redis-cli -p {port} ping | grep -q PONG"]
 
 
 class Redis(pulumi.ComponentResource):
-    def __init__(
-        self,
-        name: str,
-        config: StackConfig,
-        namespace: pulumi.Input[str],
-        service_name: pulumi.Input[str],
-        opts: pulumi.ResourceOptions | None = None,
-    ):
+    def __init__(self, name: str, args: RedisArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mochi:infra:Redis", name, None, opts)
+        config, namespace, service_name = args.config, args.namespace, args.service_name
         port = naming.REDIS_PORT
         ping = [part.format(port=port) for part in PING]
         container = {

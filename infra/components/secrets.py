@@ -7,18 +7,13 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from infra import naming
-from infra.config_model import StackConfig
+from infra.components.args import StackArgs
 
 
 class Secrets(pulumi.ComponentResource):
-    def __init__(
-        self,
-        name: str,
-        config: StackConfig,
-        namespace: pulumi.Input[str],
-        opts: pulumi.ResourceOptions | None = None,
-    ):
+    def __init__(self, name: str, args: StackArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mochi:infra:Secrets", name, None, opts)
+        config, namespace = args.config, args.namespace
         child = pulumi.ResourceOptions(parent=self)
         redis_password = random.RandomPassword(
             "redis-password", length=40, special=False, opts=child

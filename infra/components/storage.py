@@ -6,7 +6,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra import naming, podspec, sizing
-from infra.config_model import StackConfig
+from infra.components.args import ModelCacheArgs, StackArgs
 from infra.protection import data_options
 
 # kind's and k3s's local-path provisioner offers ReadWriteOnce only; on one node every pod can
@@ -32,14 +32,9 @@ def _claim(resource_name, claim_name, namespace, size, access_mode, storage_clas
 
 
 class Storage(pulumi.ComponentResource):
-    def __init__(
-        self,
-        name: str,
-        config: StackConfig,
-        namespace: pulumi.Input[str],
-        opts: pulumi.ResourceOptions | None = None,
-    ):
+    def __init__(self, name: str, args: StackArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mochi:infra:Storage", name, None, opts)
+        config, namespace = args.config, args.namespace
         output = _claim(
             "videos",
             naming.OUTPUT_PVC,
@@ -68,17 +63,10 @@ class Storage(pulumi.ComponentResource):
 class ModelPrefill(pulumi.ComponentResource):
     """`mochi fetch-model` into the cache volume, so workers start without downloading."""
 
-    def __init__(
-        self,
-        name: str,
-        config: StackConfig,
-        namespace: pulumi.Input[str],
-        settings_name: pulumi.Input[str],
-        model_cache_claim: pulumi.Input[str],
-        output_claim: pulumi.Input[str],
-        opts: pulumi.ResourceOptions | None = None,
-    ):
+    def __init__(self, name: str, args: ModelCacheArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mochi:infra:ModelPrefill", name, None, opts)
+        config, namespace, settings_name = args.config, args.namespace, args.settings_name
+        model_cache_claim, output_claim = args.model_cache_claim, args.output_claim
         container = {
             "name": naming.MODEL_PREFILL,
             "image": config.worker_image,

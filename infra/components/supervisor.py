@@ -6,20 +6,14 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra import naming, podspec, sizing
-from infra.config_model import StackConfig
+from infra.components.args import PodArgs
 
 
 class Supervisor(pulumi.ComponentResource):
-    def __init__(
-        self,
-        name: str,
-        config: StackConfig,
-        namespace: pulumi.Input[str],
-        settings_name: pulumi.Input[str],
-        output_claim: pulumi.Input[str],
-        opts: pulumi.ResourceOptions | None = None,
-    ):
+    def __init__(self, name: str, args: PodArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mochi:infra:Supervisor", name, None, opts)
+        config, namespace = args.config, args.namespace
+        settings_name, output_claim = args.settings_name, args.output_claim
         # The worker image: the supervisor ships with the same service code as the pool it
         # submits (it needs no Ray itself: it speaks the Jobs REST API over HTTP).
         container = {
