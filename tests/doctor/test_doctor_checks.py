@@ -297,3 +297,11 @@ def test_memory_check_uses_the_memory_model(tmp_path):
     over = diagnose_yaml(tmp_path, pod.format(command=command % int((fits + 0.5) * 2**30)))
     assert "MEM001" not in codes_of(under)
     assert "MEM001" in codes_of(over)
+
+
+def test_every_check_module_is_named_in_the_explicit_list():
+    from doctor import checks
+
+    files = {p.stem for p in Path(checks.__file__).parent.glob("*.py") if p.stem != "__init__"}
+    assert set(checks.CHECK_MODULE_NAMES) == files
+    assert {c.run.__module__ for c in all_checks()} == {m.__name__ for m in checks.CHECK_MODULES}
