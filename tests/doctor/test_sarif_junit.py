@@ -256,3 +256,17 @@ def test_a_check_that_crashes_is_a_junit_error(capsys, monkeypatch):
     assert error is not None and error.get("type") == "CONF002"
     assert "check ZZZ001 could not run" in error.get("message")
     assert outcome(by_code["CONF002"]) == "passed" and suite.get("errors") == "1"
+
+
+def test_ray015_is_live_only_though_its_module_holds_static_checks(capsys):
+    """RAY015 reads only the workers' registry; RAY014 and RAY016 in the same module read
+    manifests. What a check needs is the check's own declaration, not its module's."""
+    _, suite = junit(capsys, "--manifests", str(BEFORE))
+    by_code = cases(suite)
+    assert outcome(by_code["RAY015"]) == "skipped"
+    assert "reads live state" in by_code["RAY015"].find("skipped").get("message")
+    assert outcome(by_code["RAY014"]) != "skipped" and outcome(by_code["RAY016"]) != "skipped"
+    assert main(["checks", "-o", "json"]) == 0
+    live_only = {c["code"]: c["live_only"] for c in json.loads(capsys.readouterr().out)["checks"]}
+    assert live_only["RAY015"] is True
+    assert live_only["RAY014"] is False and live_only["RAY016"] is False
