@@ -55,9 +55,20 @@ PATTERNS = (
 )
 
 
-def mask(value: str) -> str:
-    """Keep the first two characters and the length: what the report's evidence shows."""
-    return value[:2] + "*" * (len(value) - 2) if len(value) > 4 else "*" * len(value)
+def mask(value: str, *, length_in_words: bool = False) -> str:
+    """Keep the first two characters of a value longer than four, and its length: as stars
+    (`s3******`), or said in words (`s3*** (8 chars)`) where a check's evidence quotes a leaked
+    value and its reader should not count stars."""
+    head = value[:2] if len(value) > 4 else ""
+    if length_in_words:
+        return f"{head}*** ({len(value)} chars)" if head else "***"
+    return head + "*" * (len(value) - len(head))
+
+
+def mask_leak(value: str) -> str:
+    """A leaked value as a finding's evidence names it: two characters and the length said, so
+    that the reader can find it without the report repeating it."""
+    return f"{value[:2]}*** ({len(value)} chars)" if len(value) > 4 else "***"
 
 
 def redact_text(text: str, shown: Callable[[str], bool] = lambda value: False) -> str:

@@ -14,6 +14,7 @@ import yaml
 
 from doctor.finding import Category, Severity
 from doctor.inventory import Inventory, command_text, name_of, namespace_of, shell_words
+from doctor.redaction import mask_leak
 from doctor.registry import Hit, check
 from doctor.secret_judge import judge
 
@@ -37,10 +38,6 @@ CODE_FILES = (".py", ".js", ".ts", ".go", ".java", ".rb")
 PLACEHOLDER_FIX = "Set the real value from a Secret (valueFrom.secretKeyRef) before deploying."
 
 
-def _mask(value: str) -> str:
-    return f"{value[:2]}*** ({len(value)} chars)" if len(value) > 4 else "***"
-
-
 @dataclass(frozen=True)
 class Leak:
     """A value found where a secret sits: `where` names the place, `label` the field."""
@@ -51,7 +48,7 @@ class Leak:
     verdict: str  # "secret" | "placeholder"
 
     def evidence(self, separator: str = "=") -> str:
-        shown = self.value if self.verdict == "placeholder" else _mask(self.value)
+        shown = self.value if self.verdict == "placeholder" else mask_leak(self.value)
         return f"{self.label}{separator}{shown}"
 
 
