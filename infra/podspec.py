@@ -117,3 +117,15 @@ def model_cache_volume(claim) -> dict:
 
 def model_cache_mount() -> dict:
     return {"name": "model-cache", "mountPath": naming.MODEL_CACHE_DIR}
+
+
+def service_container(name: str, args, command: list[str], env: list, **fields) -> dict:
+    """A container of the service's image (args: a PodArgs) reading the settings ConfigMap."""
+    return {
+        "name": name,
+        "image": args.image,
+        "command": command,
+        "envFrom": settings_env_from(args.settings_name),
+        "env": env,
+        **fields,
+    }

@@ -7,18 +7,22 @@ the cluster; a later `pulumi up` meets them as existing objects, which pulumi-ku
 to adopt unless PULUMI_K8S_UPSERT_EXISTING_OBJECTS=true), `none` (they go with the stack).
 Redis's AOF claim comes from its StatefulSet's volumeClaimTemplate and is kept by the
 StatefulSet's retention policy as long as the Namespace stays.
+
+These resources are protected under their URN: their Pulumi names are `foundation-namespace`,
+`storage-videos` and `storage-model-cache`, each aliased to its former name (`namespace`,
+`videos`, `model-cache`), so a stack created before keeps them, protected, without a replace.
 """
 
 from __future__ import annotations
 
 import pulumi
 
-from infra.config_model import StackConfig
+from infra.components.base import Component
 
 
-def data_options(config: StackConfig, parent: pulumi.Resource) -> pulumi.ResourceOptions:
-    return pulumi.ResourceOptions(
-        parent=parent,
-        protect=config.data_protection == "protect",
-        retain_on_delete=config.data_protection == "retain",
+def data_options(data_protection: str, parent: Component, old_name: str) -> pulumi.ResourceOptions:
+    return parent.child_opts(
+        old_name,
+        protect=data_protection == "protect",
+        retain_on_delete=data_protection == "retain",
     )

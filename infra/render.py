@@ -56,6 +56,8 @@ class Registration:
     inputs: dict
     protect: bool = False
     retain_on_delete: bool = False
+    # The URNs of the Pulumi aliases given to it (its former names), as the engine reads them.
+    aliases: tuple[str, ...] = ()
 
 
 def stack_config(stack: str, root: Path | None = None) -> dict[str, str]:
@@ -109,18 +111,28 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
 class OptionsMonitor(MockMonitor):
     """The mock engine, also keeping the options the SDK sends with each resource, which
-    `Mocks.new_resource` never sees: protect and retainOnDelete, by (type, name)."""
+    `Mocks.new_resource` never sees: protect, retainOnDelete and aliases, by (type, name)."""
 
     def __init__(self, mocks: pulumi.runtime.Mocks):
         super().__init__(mocks)
-        self.options: dict[tuple[str, str], dict[str, bool]] = {}
+        self.options: dict[tuple[str, str], dict] = {}
 
     def RegisterResource(self, request):
         self.options[(request.type, request.name)] = {
             "protect": request.protect,
             "retain_on_delete": request.retainOnDelete,
+            "aliases": tuple(self._alias_urns(request)),
         }
         return super().RegisterResource(request)
+
+    def _alias_urns(self, request):
+        """Aliases to another name or parent; the provider's own (another apiVersion) left out."""
+        for alias in request.aliases:
+            spec = alias.spec
+            if not (spec.name or spec.parentUrn or spec.noParent):
+                continue
+            parent = "" if spec.noParent else (spec.parentUrn or request.parent)
+            yield self.make_urn(parent, spec.type or request.type, spec.name or request.name)
 
 
 def run_program(config: dict[str, str], stack: str) -> list[Registration]:

@@ -6,59 +6,39 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra import naming, sizing
-from infra.config_model import StackConfig
+from infra.components.args import FoundationArgs
+from infra.components.base import Component, name_of, shared_metadata
 from infra.protection import data_options
 
 
-class Foundation(pulumi.ComponentResource):
-    def __init__(self, name: str, config: StackConfig, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("mochi:infra:Foundation", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+class Foundation(Component):
+    def __init__(self, name: str, args: FoundationArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("Foundation", name, opts)
         namespace = k8s.core.v1.Namespace(
-            "namespace",
+            self.child_name("namespace"),
             metadata={
-                "name": config.namespace,
+                "name": args.namespace,
                 "labels": {
                     **naming.PART_OF,
                     "pod-security.kubernetes.io/enforce": "restricted",
                     "pod-security.kubernetes.io/enforce-version": "latest",
                 },
             },
-            opts=data_options(config, self),
+            opts=data_options(args.data_protection, self, "namespace"),
         )
-        self.namespace = namespace.metadata.apply(lambda meta: meta["name"])
-        hard = {
-            "requests.cpu": config.quota_requests_cpu,
-            "requests.memory": config.quota_requests_memory,
-            "limits.memory": config.quota_limits_memory,
-            f"requests.{naming.GPU_RESOURCE}": str(config.quota_gpus),
-            "pods": str(config.quota_pods),
-            "requests.storage": config.quota_storage,
-        }
+        self.namespace = name_of(namespace)
         k8s.core.v1.ResourceQuota(
-            "quota",
-            metadata={"name": "mochi-quota", "namespace": self.namespace, "labels": naming.PART_OF},
-            spec={"hard": hard},
-            opts=child,
+            self.child_name("quota"),
+            metadata=shared_metadata("mochi-quota", self.namespace),
+            spec={"hard": dict(args.quota)},
+            opts=self.child_opts("quota"),
         )
         # Defaults for any container a user adds by hand; ours all set their own resources.
-        default = sizing.supervisor()
+        default = {"cpu": sizing.supervisor().cpu, "memory": sizing.supervisor().memory}
         k8s.core.v1.LimitRange(
-            "limits",
-            metadata={
-                "name": "mochi-limits",
-                "namespace": self.namespace,
-                "labels": naming.PART_OF,
-            },
-            spec={
-                "limits": [
-                    {
-                        "type": "Container",
-                        "default": {"cpu": default.cpu, "memory": default.memory},
-                        "defaultRequest": {"cpu": default.cpu, "memory": default.memory},
-                    }
-                ]
-            },
-            opts=child,
+            self.child_name("limits"),
+            metadata=shared_metadata("mochi-limits", self.namespace),
+            spec={"limits": [{"type": "Container", "default": default, "defaultRequest": default}]},
+            opts=self.child_opts("limits"),
         )
         self.register_outputs({"namespace": self.namespace})

@@ -6,6 +6,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra import naming
+from infra.components.args import NamespacedArgs
+from infra.components.base import Component, shared_metadata
 
 RAY_PODS = [naming.RAY_HEAD, naming.RAY_WORKER]
 
@@ -68,19 +70,14 @@ def policies() -> dict[str, dict]:
     }
 
 
-class NetworkPolicies(pulumi.ComponentResource):
-    def __init__(
-        self,
-        name: str,
-        namespace: pulumi.Input[str],
-        opts: pulumi.ResourceOptions | None = None,
-    ):
-        super().__init__("mochi:infra:NetworkPolicies", name, None, opts)
+class NetworkPolicies(Component):
+    def __init__(self, name: str, args: NamespacedArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("NetworkPolicies", name, opts)
         for policy_name, spec in policies().items():
             k8s.networking.v1.NetworkPolicy(
-                policy_name,
-                metadata={"name": policy_name, "namespace": namespace, "labels": naming.PART_OF},
+                self.child_name(policy_name),
+                metadata=shared_metadata(policy_name, args.namespace),
                 spec=spec,
-                opts=pulumi.ResourceOptions(parent=self),
+                opts=self.child_opts(policy_name),
             )
         self.register_outputs({})

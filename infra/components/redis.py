@@ -5,8 +5,9 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra import naming, podspec, sizing
+from infra import naming, podspec
 from infra.components.args import RedisArgs
+from infra.components.base import Component
 
 # The password goes into a config file on a memory volume, never onto the command line.
 # maxmemory sits below the container limit (sizing.REDIS_MAXMEMORY_SHARE says why); when it is
@@ -20,28 +21,28 @@ START = (
 PING = ["sh", "-c", "redis-cli -p {port} ping | grep -q PONG"]
 
 
-class Redis(pulumi.ComponentResource):
+class Redis(Component):
     def __init__(self, name: str, args: RedisArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("mochi:infra:Redis", name, None, opts)
-        config, namespace, service_name = args.config, args.namespace, args.service_name
+        super().__init__("Redis", name, opts)
+        namespace, service_name = args.namespace, args.service_name
         port = naming.REDIS_PORT
         ping = [part.format(port=port) for part in PING]
         container = {
             "name": "redis",
-            "image": config.redis_image,
+            "image": args.image,
             "command": [
                 "sh",
                 "-c",
                 START.format(
                     port=port,
-                    appendfsync=config.redis_appendfsync,
-                    maxmemory_mib=sizing.redis_maxmemory_mib(config),
+                    appendfsync=args.appendfsync,
+                    maxmemory_mib=args.maxmemory_mib,
                 ),
             ],
             # redis-cli reads REDISCLI_AUTH, so the probes authenticate without argv.
             "env": [podspec.redis_password_env("REDISCLI_AUTH")],
             "ports": [{"name": "redis", "containerPort": port}],
-            "resources": sizing.redis(config).spec(),
+            "resources": dict(args.resources),
             "securityContext": podspec.container_security(read_only_root=True),
             "readinessProbe": {
                 "exec": {"command": ping},
@@ -62,17 +63,17 @@ class Redis(pulumi.ComponentResource):
         }
         claim_spec = {
             "accessModes": ["ReadWriteOnce"],
-            "resources": {"requests": {"storage": config.redis_storage}},
+            "resources": {"requests": {"storage": args.storage}},
         }
-        if config.storage_class:
-            claim_spec["storageClassName"] = config.storage_class
+        if args.storage_class:
+            claim_spec["storageClassName"] = args.storage_class
         pod = podspec.pod_spec(
             [container],
             [podspec.empty_dir("run", "1Mi", memory=True)],
             terminationGracePeriodSeconds=30,
         )
         k8s.apps.v1.StatefulSet(
-            "redis",
+            self.child_name(),
             metadata=naming.metadata(naming.REDIS, namespace),
             spec={
                 "serviceName": service_name,
@@ -92,6 +93,6 @@ class Redis(pulumi.ComponentResource):
                     }
                 ],
             },
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=self.child_opts(),
         )
         self.register_outputs({})

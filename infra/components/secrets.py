@@ -7,31 +7,33 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from infra import naming
-from infra.components.args import StackArgs
+from infra.components.args import SecretsArgs
+from infra.components.base import Component, shared_metadata
 
 
-class Secrets(pulumi.ComponentResource):
-    def __init__(self, name: str, args: StackArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("mochi:infra:Secrets", name, None, opts)
-        config, namespace = args.config, args.namespace
-        child = pulumi.ResourceOptions(parent=self)
-        redis_password = random.RandomPassword(
-            "redis-password", length=40, special=False, opts=child
-        )
-        ray_token = random.RandomPassword("ray-auth-token", length=48, special=False, opts=child)
-        api_key = random.RandomPassword("api-key", length=40, special=False, opts=child)
+class Secrets(Component):
+    def __init__(self, name: str, args: SecretsArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("Secrets", name, opts)
+        redis_password = self._password("redis-password", 40)
+        ray_token = self._password("ray-auth-token", 48)
+        api_key = self._password("api-key", 40)
         self.api_key = pulumi.Output.secret(api_key.result)
-        bootstrap = pulumi.Output.concat(config.bootstrap_account, ":", api_key.result)
-        for resource_name, secret_name, key, value in (
+        bootstrap = pulumi.Output.concat(args.bootstrap_account, ":", api_key.result)
+        for part, secret_name, key, value in (
             ("redis", naming.REDIS_SECRET, naming.REDIS_PASSWORD_KEY, redis_password.result),
             ("ray-auth", naming.RAY_AUTH_SECRET, naming.RAY_AUTH_TOKEN_KEY, ray_token.result),
             ("api-keys", naming.API_KEYS_SECRET, naming.API_KEYS_KEY, bootstrap),
         ):
             k8s.core.v1.Secret(
-                resource_name,
-                metadata={"name": secret_name, "namespace": namespace, "labels": naming.PART_OF},
+                self.child_name(part),
+                metadata=shared_metadata(secret_name, args.namespace),
                 type="Opaque",
                 string_data={key: pulumi.Output.secret(value)},
-                opts=child,
+                opts=self.child_opts(part),
             )
         self.register_outputs({"api_key": self.api_key})
+
+    def _password(self, part: str, length: int) -> random.RandomPassword:
+        return random.RandomPassword(
+            self.child_name(part), length=length, special=False, opts=self.child_opts(part)
+        )

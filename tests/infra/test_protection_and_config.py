@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from infra import config, naming, program, render
+from infra.components import network_policies
 from infra.manifests import one
 
 from .conftest import PROD_SETTINGS as PROD
@@ -40,10 +41,45 @@ def _guarded(registrations) -> dict[tuple[str, str], tuple[bool, bool]]:
 def test_prod_protects_the_namespace_and_the_data_volumes(registrations):
     # protect is Pulumi.yaml's default: `pulumi destroy` and replacing these are refused.
     assert _guarded(registrations["prod"]) == {
-        (NAMESPACE, "namespace"): (True, False),
-        (CLAIM, "videos"): (True, False),
-        (CLAIM, "model-cache"): (True, False),
+        (NAMESPACE, "foundation-namespace"): (True, False),
+        (CLAIM, "storage-videos"): (True, False),
+        (CLAIM, "storage-model-cache"): (True, False),
     }
+
+
+def test_guarded_resources_keep_the_urns_they_had_before_their_rename(registrations):
+    # An existing stack knows them by these URNs: the aliases make `pulumi up` keep them,
+    # protected, instead of replacing the Namespace and the claims (and deleting the data).
+    aliases = {r.name: r.aliases for r in registrations["prod"] if r.protect}
+    prefix = "urn:pulumi:prod::mochi::mochi:infra"
+    assert aliases == {
+        "foundation-namespace": (f"{prefix}:Foundation$kubernetes:core/v1:Namespace::namespace",),
+        "storage-videos": (f"{prefix}:Storage${CLAIM}::videos",),
+        "storage-model-cache": (f"{prefix}:Storage${CLAIM}::model-cache",),
+    }
+
+
+# Pulumi name now -> the name an existing stack knows it by (children of Addresses, Secrets,
+# Foundation, Storage and NetworkPolicies took their component's name as prefix).
+RENAMED = {
+    **{f"secrets-{part}": part for part in ("redis-password", "ray-auth-token", "api-key")},
+    **{f"secrets-{part}": part for part in ("redis", "ray-auth", "api-keys")},
+    **{f"foundation-{part}": part for part in ("namespace", "quota", "limits")},
+    **{f"addresses-{part}": part for part in ("redis", "ray-head", "api")},
+    **{f"storage-{part}": part for part in ("videos", "model-cache")},
+    **{f"network-policies-{name}": name for name in network_policies.policies()},
+    "ray-kuberay-operator": "kuberay-operator",
+}
+
+
+def test_every_renamed_resource_is_aliased_to_its_former_urn(registrations):
+    aliased = {r.name: r.aliases for r in registrations["prod"] if r.aliases}
+    former = {name: tuple(urn.rsplit("::", 1)[1] for urn in urns) for name, urns in aliased.items()}
+    assert former == {**{new: (old,) for new, old in RENAMED.items()}, "settings": ("settings",)}
+    # The ConfigMap moved from Addresses into its own component under the same name.
+    assert aliased["settings"] == (
+        "urn:pulumi:prod::mochi::mochi:infra:Addresses$kubernetes:core/v1:ConfigMap::settings",
+    )
 
 
 def test_dev_is_a_throwaway_stack_nothing_guarded(registrations):
@@ -53,9 +89,9 @@ def test_dev_is_a_throwaway_stack_nothing_guarded(registrations):
 def test_retain_leaves_the_data_in_the_cluster_when_pulumi_deletes_it():
     registrations = render.run_stack("prod", **PROD, **{"mochi:dataProtection": "retain"})
     assert _guarded(registrations) == {
-        (NAMESPACE, "namespace"): (False, True),
-        (CLAIM, "videos"): (False, True),
-        (CLAIM, "model-cache"): (False, True),
+        (NAMESPACE, "foundation-namespace"): (False, True),
+        (CLAIM, "storage-videos"): (False, True),
+        (CLAIM, "storage-model-cache"): (False, True),
     }
 
 

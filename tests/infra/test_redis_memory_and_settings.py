@@ -9,7 +9,7 @@ import dataclasses
 import pytest
 
 from infra import config, naming, render, sizing
-from infra.components.addresses import NOT_IN_CONFIG_MAP
+from infra.components.settings import NOT_IN_CONFIG_MAP
 from infra.manifests import one
 from service import quantities
 from service.config import Settings
