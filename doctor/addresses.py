@@ -229,5 +229,13 @@ def configmap_addresses(inventory: Inventory) -> list[Address]:
     return result
 
 
+def all_addresses(inventory: Inventory) -> list[Address]:
+    """Every address the input names: in ConfigMaps, then in each workload."""
+    result = configmap_addresses(inventory)
+    for workload in inventory.workloads:
+        result.extend(workload_addresses(workload))
+    return result
+
+
 def service_ports(service: dict) -> set[int]:
     return {int(p["port"]) for p in (service.get("spec") or {}).get("ports") or [] if "port" in p}

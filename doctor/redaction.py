@@ -65,12 +65,6 @@ def mask(value: str, *, length_in_words: bool = False) -> str:
     return head + "*" * (len(value) - len(head))
 
 
-def mask_leak(value: str) -> str:
-    """A leaked value as a finding's evidence names it: two characters and the length said, so
-    that the reader can find it without the report repeating it."""
-    return f"{value[:2]}*** ({len(value)} chars)" if len(value) > 4 else "***"
-
-
 def redact_text(text: str, shown: Callable[[str], bool] = lambda value: False) -> str:
     """Mask every secret the patterns find; `shown(value)` keeps a value that is no secret
     (a placeholder the report prints anyway)."""

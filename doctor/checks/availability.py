@@ -190,5 +190,5 @@ def missing_probes(inventory: Inventory):
                     "Service selects it, so readiness does not gate traffic)",
                     evidence,
                     fix="Add a livenessProbe if the process can hang without exiting.",
-                    severity="info",
+                    severity=Severity.INFO,
                 )

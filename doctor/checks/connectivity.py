@@ -6,12 +6,11 @@ from __future__ import annotations
 from doctor.addresses import (
     BUILTIN_SERVICES,
     Address,
-    configmap_addresses,
+    all_addresses,
     is_bind_or_loopback,
     is_ip,
     service_ports,
     service_reference,
-    workload_addresses,
 )
 from doctor.finding import Category, Severity
 from doctor.inventory import (
@@ -25,13 +24,6 @@ from doctor.inventory import (
 from doctor.kuberay import DEFAULT_HEAD_PORTS
 from doctor.raystart import listening_ports
 from doctor.registry import Hit, check
-
-
-def all_addresses(inventory: Inventory) -> list[Address]:
-    result = configmap_addresses(inventory)
-    for workload in inventory.workloads:
-        result.extend(workload_addresses(workload))
-    return result
 
 
 @check(
@@ -113,7 +105,7 @@ def _missing_service(inventory: Inventory, address: Address, ref: tuple[str, str
         "from another chart or release, or a managed service",
         address.literal,
         fix=f"Check that it exists where this runs: kubectl get svc -n {namespace} {name}",
-        severity="warning",
+        severity=Severity.WARNING,
     )
 
 

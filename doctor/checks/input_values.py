@@ -79,7 +79,7 @@ def invalid_values(inventory: Inventory):
                     f"{path}: {value}",
                     # The file is meant to be rendered (helm, envsubst): what it will hold then
                     # is unknown, so the doctor cannot call it wrong.
-                    severity="warning" if placeholder else None,
+                    severity=Severity.WARNING if placeholder else None,
                 )
 
 

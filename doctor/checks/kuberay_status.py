@@ -569,5 +569,5 @@ def _upgrade_hits(service: dict, status: dict, clock: Clock, fix: str):
             + ([clock.describe("UpgradeInProgress True since", since)] if long else [])
         ),
         fix=fix,
-        severity="warning",
+        severity=Severity.WARNING,
     )

@@ -158,7 +158,7 @@ def ray_minimum(workload: Workload, container: dict, limit: float):
             "autoscaler share it and risk being OOM-killed",
             f"limits.memory: {_limit_literal(container)}",
             fix=f"Give the Ray head at least {RAY_HEAD_MINIMUM} of memory (limit and request).",
-            severity="warning",
+            severity=Severity.WARNING,
         )
 
 
@@ -209,7 +209,7 @@ def object_store_shm(inventory: Inventory):
                 f"{workload.label}: object store {format_gib(store_gib)} is "
                 f"larger than /dev/shm ({size}); Ray fails to start or falls back to disk",
                 f"--object-store-memory={store_flag}; emptyDir sizeLimit: {size}",
-                severity="error",
+                severity=Severity.ERROR,
             )
 
 

@@ -71,7 +71,7 @@ def dead_nodes(inventory: Inventory):
                 f"{n.get('state_message') or 'DEAD'}"
                 for n in dead[:FIRST_FEW]
             ),
-            severity="warning",
+            severity=Severity.WARNING,
         )
     expected = expected_worker_nodes(inventory)
     if expected and len(alive_workers) < expected:
@@ -161,7 +161,7 @@ def worker_actors(inventory: Inventory):
                 "restart(s): something keeps killing it",
                 f"actor {actor.get('actor_id')} {actor.get('name')}: state {actor.get('state')},"
                 f" num_restarts {restarts}",
-                severity="warning",
+                severity=Severity.WARNING,
             )
 
 

@@ -110,7 +110,7 @@ def live_version_skew(inventory: Inventory):
             f"the doctor's machine runs Ray {client['ray']} but the head runs Ray {head}: a "
             "driver or Ray Client from here is refused",
             f"client ray {client['ray']} vs head ray_version {head}",
-            severity="info",
+            severity=Severity.INFO,
         )
     pythons: dict[str, set[str]] = {}
     for pod in inventory.of("Pod"):

@@ -113,7 +113,7 @@ def auth_disabled(inventory: Inventory):
         "every job" + (" (it listens on loopback only)" if local_only else ""),
         f"PING without AUTH succeeded; requirepass: {config.get('requirepass', 'unknown')!r}; "
         f"bind: {config.get('bind', 'unknown')!r}",
-        severity="info" if local_only else None,
+        severity=Severity.INFO if local_only else None,
     )
 
 
@@ -161,7 +161,7 @@ def memory_headroom(inventory: Inventory):
             f"high-water mark ({high_water:.0%}, {source}): new submissions are refused with 503 "
             "until retention frees memory",
             f"{figures}; high water: {high_water:g} x maxmemory = {_mib(high_water * maxmemory)}",
-            severity="error",
+            severity=Severity.ERROR,
         )
 
 

@@ -130,7 +130,7 @@ def missing_claim(inventory: Inventory):
                     f"for namespace {namespace}: if no other chart or step creates it, its pods "
                     "stay Pending",
                     evidence,
-                    severity="warning",
+                    severity=Severity.WARNING,
                 )
 
 
@@ -308,7 +308,7 @@ def access_mode_mismatch(inventory: Inventory):
                 f"claim {claim_name} is ReadWriteOncePod but {pods} pods mount it "
                 f"({describe_users(uses)}): only one pod can use it, the others stay Pending",
                 evidence,
-                severity="error",
+                severity=Severity.ERROR,
             )
         elif writers and not {"ReadWriteOnce", "ReadWriteOncePod"} & set(modes):
             yield Hit(

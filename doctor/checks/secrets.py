@@ -14,7 +14,7 @@ import yaml
 
 from doctor.finding import Category, Severity
 from doctor.inventory import Inventory, command_text, name_of, namespace_of, shell_words
-from doctor.redaction import mask_leak
+from doctor.redaction import mask
 from doctor.registry import Hit, check
 from doctor.secret_judge import judge
 
@@ -48,7 +48,9 @@ class Leak:
     verdict: str  # "secret" | "placeholder"
 
     def evidence(self, separator: str = "=") -> str:
-        shown = self.value if self.verdict == "placeholder" else mask_leak(self.value)
+        shown = (
+            self.value if self.verdict == "placeholder" else mask(self.value, length_in_words=True)
+        )
         return f"{self.label}{separator}{shown}"
 
 
@@ -228,5 +230,5 @@ def plain_secrets(inventory: Inventory):
             _message(leak),
             leak.evidence(separator),
             fix=PLACEHOLDER_FIX if placeholder else None,
-            severity="info" if placeholder else None,
+            severity=Severity.INFO if placeholder else None,
         )

@@ -134,7 +134,7 @@ def root_or_privileged(inventory: Inventory):
                     evidence,
                     fix="Nothing to change if this is the vendor's DaemonSet; keep it to the "
                     "nodes that need it (nodeSelector) and its image pinned.",
-                    severity="info",
+                    severity=Severity.INFO,
                 )
             else:
                 yield Hit(workload.resource, message, evidence)

@@ -251,8 +251,7 @@ def _redacted_jobs(jobs: dict, redactor: Redactor) -> dict:
 
 def _address_probes(inventory: Inventory, deadline: Deadline) -> list[Probe]:
     """In a pod, every address the deployment names is probed from where the doctor runs."""
-    from doctor.addresses import is_bind_or_loopback
-    from doctor.checks.connectivity import all_addresses
+    from doctor.addresses import all_addresses, is_bind_or_loopback
     from doctor.sources.probe import run_with_deadline
 
     targets = {}

@@ -82,6 +82,105 @@ def test_check_fires(code, results):
     assert code in {f.code for f in results[FIRES_IN[code]].findings}
 
 
+# Per check, the object it names and the literal its evidence quotes in its fixture.
+FIRES_ON = {
+    "AVAIL001": ("Pod/mochi-video-gen/backend-7c9b5d-x1x1x", "restarting failed container=backend"),
+    "AVAIL002": (
+        "Pod/mochi-video-gen/frontend-5f4c8-qqqqq",
+        '"glususer/mochi-frontend:ray-client-fix": not found',
+    ),
+    "AVAIL003": ("Pod/mochi-video-gen/ray-worker-6d9f7c-fghij", "4 Insufficient nvidia.com/gpu"),
+    "AVAIL004": (
+        "PersistentVolumeClaim/mochi-video-gen/video-storage",
+        'storageclass.storage.k8s.io "nfs-client" not found',
+    ),
+    "AVAIL005": ("Deployment/mochi-video-gen/backend", "spec.replicas: 3, status.readyReplicas: 1"),
+    "AVAIL006": (
+        "Deployment/mochi-video-gen/backend",
+        "container backend: no readinessProbe, no livenessProbe",
+    ),
+    "MEM001": (
+        "Deployment/mochi-video-gen/ray-worker",
+        "limits.memory: 32Gi; --object-store-memory=16000000000",
+    ),
+    "MEM002": ("Deployment/mochi-video-gen/ray-worker", "no volumeMount at /dev/shm"),
+    "MEM003": ("RayCluster/video/mochi", "requests.memory: 32Gi, limits.memory: 40Gi"),
+    "MEM004": ("RayCluster/video/mochi", "MOCHI_WORKER_GPU_MEMORY_GIB=24"),
+    "MEM005": (
+        "Pod/mochi-video-gen/ray-worker-6d9f7c-abcde",
+        "lastState.terminated.reason: OOMKilled, exitCode 137",
+    ),
+    "NET001": ("ConfigMap/mochi-video-gen/mochi-config", "ray://192.168.0.35:10001"),
+    "NET002": ("ConfigMap/mochi-video-gen/mochi-config", "REDIS_HOST=redis-service, port 6379"),
+    "NET003": ("Deployment/mochi-video-gen/backend", "nc -z ray-head-service 6379"),
+    "NET004": (
+        "Service/mochi-video-gen/redis",
+        "Endpoints/mochi-video-gen/redis: no ready addresses",
+    ),
+    "NET005": ("Pod/video/mochi-gpu-worker-7xk2p", "initContainer wait-gcs-ready: running since"),
+    "PERM001": ("Deployment/mochi-video-gen/ray-worker", "OUTPUT_DIR=/data/videos on mount /data"),
+    "PERM003": (
+        "RayCluster/video/mochi",
+        "MOCHI_OUTPUT_DIR=/mnt/out/videos on mount /mnt/out, readOnly",
+    ),
+    "PERM004": ("Pod/mochi-video-gen/backend-7c9b5d-x1x1x", "Permission denied: '/data'"),
+    "PERM006": (
+        "PersistentVolumeClaim/mochi-video-gen/video-storage",
+        "accessModes: ['ReadWriteOnce']",
+    ),
+    "QUOTA001": ("ResourceQuota/video/compute", "hard.requests.memory: 96Gi; requested 108.0Gi"),
+    "QUOTA002": (
+        "ResourceQuota/mochi-video-gen/mochi-quota",
+        "hard.requests.memory: 128Gi; requested 131.5Gi",
+    ),
+    "QUOTA003": (
+        "Deployment/mochi-video-gen/ray-worker",
+        "nvidia.com/gpu: 4 per pod; nodes allocatable max 2",
+    ),
+    "QUOTA004": ("ReplicaSet/mochi-video-gen/ray-worker-6d9f7c", "exceeded quota: mochi-quota"),
+    "RAY001": ("Deployment/mochi-video-gen/ray-head", "--ray-client-server-host=0.0.0.0"),
+    "RAY002": ("Deployment/mochi-video-gen/backend", "ray[default]==2.9.0 in "),
+    "RAY003": (
+        "Deployment/mochi-video-gen/backend",
+        "client glususer/mochi-backend:latest vs cluster rayproject/ray:2.9.0-py310-gpu",
+    ),
+    "RAY004": ("RayCluster/video/mochi", "--node-ip-address=0.0.0.0"),
+    "REDIS005": (
+        "StatefulSet/video/kv",
+        "REDIS_AOF_ENABLED=yes; dir /bitnami/redis/data; no volume",
+    ),
+    "SEC001": ("RayCluster/video/mochi", "type: LoadBalancer"),
+    "SEC002": (
+        "Namespace/mochi-video-gen/mochi-video-gen",
+        "no NetworkPolicy in namespace mochi-video-gen",
+    ),
+    "SEC003": ("Deployment/mochi-video-gen/redis", "no requirepass"),
+    "SEC004": ("Deployment/mochi-video-gen/backend", "Dockerfile: no USER (runs as root)"),
+    "SEC005": ("StatefulSet/video/kv", "REDIS_PASSWORD=hu*** (14 chars)"),
+    "SEC006": (
+        "Deployment/mochi-video-gen/frontend",
+        "image: glususer/mochi-frontend:latest, imagePullPolicy: IfNotPresent",
+    ),
+    "SEC007": (
+        "ReplicaSet/mochi-video-gen/backend-7c9b5d",
+        "sha256:aaaaaaaaaaaa: backend-7c9b5d-x1x1x",
+    ),
+}
+
+
+def test_every_fixture_check_names_its_resource_and_evidence():
+    assert set(FIRES_ON) == set(FIRES_IN)
+
+
+@pytest.mark.parametrize("code", sorted(FIRES_ON))
+def test_check_names_the_resource_and_quotes_the_evidence(code, results):
+    resource, evidence = FIRES_ON[code]
+    found = [f for f in results[FIRES_IN[code]].findings if f.code == code]
+    assert any(f.resource == resource and evidence in f.evidence for f in found), [
+        (f.resource, f.evidence) for f in found
+    ]
+
+
 @pytest.mark.parametrize("code", sorted(FIRES_IN))
 def test_check_quiet_on_fixed_config(code, results):
     assert code not in {f.code for f in results["after+healthy"].findings}
@@ -219,6 +318,9 @@ spec:
 def test_output_on_local_storage_is_not_shared(tmp_path):
     local = diagnose_yaml(tmp_path, SHARED_OUTPUT % "emptyDir: {}")
     assert "PERM002" in codes_of(local)
+    [finding] = [f for f in local.findings if f.code == "PERM002"]
+    assert finding.resource == "Deployment/ns/worker"
+    assert finding.evidence == "MOCHI_OUTPUT_DIR=/data/videos on mount /data (emptyDir volume out)"
     shared = diagnose_yaml(tmp_path, SHARED_OUTPUT % "persistentVolumeClaim: {claimName: out}")
     assert "PERM002" not in codes_of(shared)
     assert "PERM001" not in codes_of(shared)  # fsGroup makes the claim writable

@@ -195,6 +195,40 @@ def test_every_live_check_fires():
     assert live_codes - fired == set()
 
 
+# Per live check, the resource it names and the literal its evidence quotes in faulty_state.
+LIVE_FIRES_ON = {
+    "AVAIL007": ("api://api:8000", "GET /readyz: 503"),
+    "JOB001": ("job/" + "a" * 32, "lease_expires 1799999930 < server time 1800000000"),
+    "JOB002": ("job/" + "c" * 32, "queued 900s"),
+    "JOB003": ("job/" + "c" * 32, "163 frames 480x848; worker device memory GiB: [24.0]"),
+    "JOB004": ("job/" + "b" * 32, "worker node-2:99:0 is not a live worker actor (by pid)"),
+    "JOB005": ("job/*", "most common error (4x): output full"),
+    "MEM006": ("job/" + "d" * 32, "metrics.peak_gpu_gib 30.00, predicted_peak_gib 20.00"),
+    "NET006": ("redis://redis:6379", "dns: gaierror"),
+    "PERM005": ("path:///data/videos", "Permission denied"),
+    "RAY005": ("ray://ray-head:6379", "GET /api/gcs_healthz: GCS unavailable"),
+    "RAY006": ("Pod/mochi/ray-worker-x", "image rayproject/ray:2.9.0-py310"),
+    "RAY007": ("ray://ray-head:6379", "10.0.0.2 (worker): health check failed"),
+    "RAY008": ("ray://ray-head:6379", "Ray job mochi-pool-1: status FAILED"),
+    "RAY009": ("ray://ray-head:6379", "MOCHI_WORKERS=2; not alive: worker-1"),
+    "RAY010": ("ray://ray-head:6379", "task generate t1"),
+    "RAY015": ("ray://ray-head:6379", "group_error 'rendezvous: ranks did not finish"),
+    "REDIS001": ("redis://redis:6379", "aof_enabled: 0; save: ''"),
+    "REDIS002": ("redis://redis:6379", "maxmemory-policy: allkeys-lru; maxmemory: 0"),
+    "REDIS003": ("redis://redis:6379", "evicted_keys: 12"),
+    "REDIS004": ("redis://redis:6379", "PING without AUTH succeeded"),
+    "REDIS006": ("redis://redis:6379", "maxmemory: 0.0 MiB (0 bytes)"),
+}
+
+
+def test_every_live_check_names_its_resource_and_evidence():
+    assert set(LIVE_FIRES_ON) == {c.code for c in all_checks() if c.needs_live}
+    findings = diagnose(faulty_inventory()).findings
+    for code, (resource, evidence) in LIVE_FIRES_ON.items():
+        found = [(f.resource, f.evidence) for f in findings if f.code == code]
+        assert any(r == resource and evidence in e for r, e in found), (code, found)
+
+
 def test_healthy_state_is_quiet():
     inventory = Inventory(source="live")
     state = faulty_state()
