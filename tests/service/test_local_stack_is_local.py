@@ -24,8 +24,10 @@ GCS_CALL = (
 
 
 def stack_pids(stack) -> set[int]:
-    """This process (API and supervisor threads), and the sessions of the servers it started."""
-    pids = {os.getpid()}
+    """The sessions of the servers the stack started. This process (the API and supervisor
+    threads) is judged by in_process_listeners: other tests may have left servers in it (a
+    torch.distributed store of an in-process rank 0)."""
+    pids = set()
     for process in (stack.redis.process, stack.ray.process):
         pids.update(session_members(process.pid))
         pids.update(child.pid for child in psutil.Process(process.pid).children(recursive=True))
@@ -59,8 +61,13 @@ def ray_pids(stack) -> set[int]:
     }
 
 
+def in_process_listeners(stack) -> list[tuple[int, str, str, int]]:
+    """The stack's servers in this process: the API."""
+    return [entry for entry in listeners({os.getpid()}) if entry[3] == stack.api_port]
+
+
 def test_only_rays_token_guarded_servers_listen_beyond_loopback(stack):
-    found = listeners(stack_pids(stack))
+    found = listeners(stack_pids(stack)) + in_process_listeners(stack)
     print("\n".join(f"{pid:>7} {name:<24} {ip}:{port}" for pid, name, ip, port in found))
     wide = [entry for entry in found if not is_loopback(entry[2])]
     not_ray = [entry for entry in wide if entry[0] not in ray_pids(stack)]
