@@ -17,9 +17,10 @@ RAY_METRICS_PORT = 8080
 SUPERVISOR_HEALTH_PORT = 8081
 CONTAINER_UID = 1000
 CONTAINER_GID = 1000
-# Redis `appendfsync`: everysec can lose up to ~1 s of acknowledged writes on a node crash;
-# always fsyncs every write before the reply, so nothing acknowledged is lost.
-APPENDFSYNC_MODES = ("everysec", "always")
+# Redis `appendfsync`: always fsyncs every write before the reply, so nothing acknowledged is
+# lost; everysec can lose up to ~2 s of acknowledged writes, on a node crash and, while a busy
+# disk holds its background fsync back, on a process crash (SIGKILL, OOM kill) too.
+APPENDFSYNC_MODES = ("always", "everysec")
 STALL_FLOOR_SECONDS = 60.0
 DIT_PRECISIONS = ("bf16", "fp8")
 
@@ -30,7 +31,7 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_password: str = field(default="", repr=False)
     # How the Redis the local stack starts syncs its AOF (one of APPENDFSYNC_MODES).
-    redis_appendfsync: str = "everysec"
+    redis_appendfsync: str = "always"
     # Shared volume, mounted at this same path in the API and the workers.
     output_dir: str = "/data/videos"
     # `tiny`, `genmo/mochi-1-preview`, or a local directory holding a diffusers MochiPipeline.

@@ -100,7 +100,7 @@ class RedisServer:
     data_dir: Path
     port: int
     password: str = field(default="", repr=False)
-    appendfsync: str = "everysec"
+    appendfsync: str = "always"
     maxmemory_bytes: int = LOCAL_REDIS_MAXMEMORY_BYTES
     process: subprocess.Popen | None = None
 

@@ -1,4 +1,4 @@
-"""mochi:redisAppendfsync: validated to everysec|always and rendered into Redis's command."""
+"""mochi:redisAppendfsync: validated to always|everysec and rendered into Redis's command."""
 
 from __future__ import annotations
 
@@ -16,13 +16,13 @@ def redis_command(**overrides: object) -> str:
     return container["command"][-1]
 
 
-def test_default_is_everysec():
-    assert "--appendfsync everysec" in redis_command()
+def test_default_is_always():
+    assert "--appendfsync always" in redis_command()
 
 
-def test_always_is_rendered_into_the_redis_command():
-    command = redis_command(**{"mochi:redisAppendfsync": "always"})
-    assert "--appendfsync always" in command and "everysec" not in command
+def test_everysec_is_rendered_into_the_redis_command():
+    command = redis_command(**{"mochi:redisAppendfsync": "everysec"})
+    assert "--appendfsync everysec" in command and "always" not in command
 
 
 @pytest.mark.parametrize("value", ["no", "Always", ""])
@@ -33,4 +33,4 @@ def test_other_values_are_refused_naming_key_and_choices(value):
     with pytest.raises(config.InvalidConfig) as raised:
         config.load(values.get)
     assert "mochi:redisAppendfsync" in str(raised.value)
-    assert "must be one of everysec, always" in str(raised.value)
+    assert "must be one of always, everysec" in str(raised.value)

@@ -1,6 +1,6 @@
-"""Redis killed with SIGKILL (AOF on, appendfsync everysec) and restarted on the same port and
-data directory while clients submit and workers run jobs: every job the API acknowledged with a
-202 is still there and runs to its end; while Redis is down the API answers 503 with
+"""Redis killed with SIGKILL (AOF on, appendfsync always: the default) and restarted on the same
+port and data directory while clients submit and workers run jobs: every job the API acknowledged
+with a 202 is still there and runs to its end; while Redis is down the API answers 503 with
 Retry-After; afterwards it, the workers and the pool recover by themselves."""
 
 from __future__ import annotations
