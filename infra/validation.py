@@ -21,7 +21,7 @@ from infra.config_model import (
     is_placeholder_host,
 )
 from service.config import DIT_PRECISIONS, STALL_FLOOR_SECONDS
-from service.image_refs import parse_image
+from service.image_refs import parse_image, reference_problem
 from service.memory_model import (
     HOST_PROCESS_OVERHEAD_GIB,
     plan_generation,
@@ -100,6 +100,10 @@ def _check_images(config, problem, required) -> None:
                 field_name,
                 f"{what} in the registry your cluster pulls from, pinned{placeholder}",
             )
+        elif malformed := reference_problem(image):
+            problem(
+                field_name, f"is not an image reference a container runtime accepts: {malformed}"
+            )
         elif not is_pinned_image(ref):
             problem(field_name, "must be pinned to a tag other than `latest` or to a digest")
 
@@ -112,6 +116,10 @@ def _check_storage_and_ingress(config, problem, required) -> None:
             "EFS, Filestore, ...); the cluster default rarely does, and the claims would stay "
             "Pending",
         )
+    for field_name in ("storage_class", "shared_storage_class"):
+        name = getattr(config, field_name)
+        if name and not (len(name) <= 253 and DNS_SUBDOMAIN.match(name)):
+            problem(field_name, "must be a StorageClass name: lower-case a-z, 0-9, '-' and '.'")
     if config.data_protection not in DATA_PROTECTION:
         problem("data_protection", f"must be one of {', '.join(DATA_PROTECTION)}")
     if config.ingress_host and is_placeholder_host(config.ingress_host):

@@ -50,6 +50,32 @@ class ImageRef:
         return f"{match.group('major')}.{match.group('minor')}" if match else None
 
 
+# Docker's reference grammar (distribution/reference): a registry host may hold capitals, the
+# repository's path components may not; a tag is at most 128 word characters, dots and dashes.
+_PATH_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
+_REGISTRY_HOST = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9.-]*[a-zA-Z0-9])?(?::[0-9]+)?")
+_TAG = re.compile(r"[\w][\w.-]{0,127}")
+_DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[0-9a-fA-F]{32,}")
+
+
+def reference_problem(reference: str) -> str | None:
+    """Why a container runtime would refuse this reference ("invalid reference format"), or None."""
+    ref = parse_image(reference)
+    path = ref.repository.split("/")
+    if ref.registry:
+        if not _REGISTRY_HOST.fullmatch(path[0]):
+            return f"registry host {path[0]!r} is not a host name with an optional port"
+        path = path[1:]
+    bad = [part for part in path if not _PATH_COMPONENT.fullmatch(part)]
+    if bad:
+        return f"repository path {'/'.join(path)!r} must be lower case a-z, 0-9 and . _ -"
+    if ref.tag is not None and not _TAG.fullmatch(ref.tag):
+        return f"tag {ref.tag!r} must be 1-128 letters, digits, '_', '.' or '-'"
+    if ref.digest is not None and not _DIGEST.fullmatch(ref.digest):
+        return f"digest {ref.digest!r} must be algorithm:hex, such as sha256:<64 hex digits>"
+    return None
+
+
 def parse_image(reference: str) -> ImageRef:
     """The parts of a reference; the tag is after the last `:` of the last path component, so a
     registry port (`registry:5000/name`) is never taken for one."""
