@@ -288,7 +288,7 @@ def read_inputs(args) -> Inventory:
     options = live_options(args)
     if options is not None:
         read_live(options, inventory, progress_reporter(args))
-    elif not inventory.objects and not inventory.state:
+    elif not inventory.objects and inventory.live.empty:
         paths = ", ".join(args.manifests + ([args.snapshot] if args.snapshot else []))
         raise NothingRead(f"no Kubernetes objects in {paths}", inventory.skipped)
     return inventory
@@ -311,7 +311,7 @@ def run_snapshot(args) -> int:
     options = live_options(args)
     inventory = read_live(options, progress=progress_reporter(args))
     written = write_snapshot(inventory, args.out)
-    failed = [p for p in inventory.state.get("probes") or [] if not p.get("ok")]
+    failed = [p for p in inventory.live.probes or () if not p.ok]
     print(f"wrote {len(written)} files to {args.out} ({len(failed)} failed probe(s))")
     return EXIT_OK
 
@@ -338,7 +338,7 @@ def run_diagnose(args) -> int:
     render = {
         "text": lambda: text_report(to_text(result), args),
         "json": lambda: to_json(result) + "\n",
-        "junit": lambda: to_junit(result, args.fail_on, inventory.state),
+        "junit": lambda: to_junit(result, args.fail_on, inventory.live),
         "sarif": lambda: to_sarif(result, inventory.origin, args.runbook_url) + "\n",
     }[args.format]
     output = render()

@@ -27,6 +27,7 @@ from doctor.kuberay import (
 )
 from doctor.objects import labels_match, name_of, namespace_of, resource_id
 from doctor.redaction import KnownSecrets, secret_values
+from doctor.state import LiveState
 
 IGNORE_ANNOTATION = "doctor.mochi.dev/ignore"
 WORKLOAD_KINDS = (
@@ -223,8 +224,8 @@ class Inventory:
         self.objects: dict[str, list[dict]] = defaultdict(list)
         self.files: list[BuildFile] = []
         self.origin: dict[str, Origin] = {}  # resource id -> where it was read
-        # Live or recorded state beyond Kubernetes: "ray", "redis", "jobs", "service".
-        self.state: dict[str, object] = {}
+        # Live or recorded state beyond the Kubernetes objects: Ray, Redis, jobs, probes...
+        self.live = LiveState()
         # Input files the sources could not check (doctor.sources.files.SkippedFile): the
         # report lists them, so nothing is dropped without a word.
         self.skipped: list = []

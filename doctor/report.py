@@ -8,7 +8,6 @@ import json
 import re
 import textwrap
 from collections import defaultdict
-from collections.abc import Mapping
 from urllib.parse import urlsplit
 from xml.etree import ElementTree
 
@@ -19,6 +18,7 @@ from doctor.locations import artifact_uri
 from doctor.objects import DEFAULT_NAMESPACE
 from doctor.registry import Check, all_checks
 from doctor.sources.files import STDIN_NAME
+from doctor.state import LiveState
 from service.version import package_version
 
 SARIF_LEVEL = {"error": "error", "warning": "warning", "info": "note"}
@@ -108,15 +108,11 @@ def to_text(result: Result, width: int = 100) -> str:
     return "\n".join(lines) + "\n"
 
 
-# What the live sources record beside the objects (doctor.sources.live, a snapshot's JSON).
-LIVE_STATE = ("ray", "redis", "jobs", "service", "probes")
-
-
-def to_junit(result: Result, fail_on: str = "error", state: Mapping | None = None) -> str:
+def to_junit(result: Result, fail_on: str = "error", live: LiveState | None = None) -> str:
     """One test case per check: skipped when it could not run (not selected, or it reads live
-    state and `state`, the inventory's, holds none), an error when it crashed (CONF002), a
+    state and `live`, the inventory's, holds none), an error when it crashed (CONF002), a
     failure when it has findings at or above fail_on; those below it go to its system-out."""
-    live_state = state is None or any(key in state for key in LIVE_STATE)
+    live_state = live is None or live.feeds_live_checks
     crashed = crashed_checks(result.findings)
     by_code = defaultdict(list)
     for finding in result.findings:

@@ -22,9 +22,11 @@ OVER_PREDICTION = 1.15  # measured peaks within 15% of the model are calibration
     needs_live=True,
 )
 def gpu_memory_against_model(inventory: Inventory):
-    state = inventory.state.get("jobs") or {}
-    workers = {**(state.get("workers") or {}), **live_workers(state)}
-    for job in state.get("jobs") or []:
+    state = inventory.live.jobs
+    if state is None:
+        return
+    workers = {**state.workers, **live_workers(inventory)}
+    for job in state.jobs:
         metrics = job.get("metrics") or {}
         peak, predicted = metrics.get("peak_gpu_gib"), metrics.get("predicted_peak_gib")
         if not peak or not predicted:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from doctor.finding import Category, Severity
 from doctor.inventory import Inventory, Workload
-from doctor.live_state import live_workers, resource_of
+from doctor.live_state import component_resource, live_workers
 from doctor.raystart import ray_start_flags, uses_ray_start_params
 from doctor.registry import Hit, check
 from doctor.resources import GPU, container_value
@@ -140,13 +140,13 @@ def group_shapes(inventory: Inventory) -> list[GroupShape]:
 
 def _placement_group_index(inventory: Inventory) -> dict[str, dict]:
     """The service's placement groups (mochi-group-<worker index>) in Ray's state, by index."""
-    groups = (inventory.state.get("ray") or {}).get("placement_groups")
-    if not isinstance(groups, list):
+    ray = inventory.live.ray
+    if ray is None or ray.placement_groups is None:
         return {}
     return {
         match.group(1): group
-        for group in groups
-        if isinstance(group, dict) and (match := GROUP_NAME.match(str(group.get("name") or "")))
+        for group in ray.placement_groups
+        if (match := GROUP_NAME.match(str(group.get("name") or "")))
     }
 
 
@@ -173,7 +173,7 @@ def placement_group_evidence(group: dict) -> str:
 def group_workers(inventory: Inventory, prefix: str) -> list[tuple[str, int, str]]:
     """(worker id, N, group_error) of each live worker whose group failed for this reason."""
     found = []
-    for worker, info in sorted(live_workers(inventory.state.get("jobs") or {}).items()):
+    for worker, info in sorted(live_workers(inventory).items()):
         error = str(info.get("group_error") or "").strip()
         try:
             ranks = int(info.get("gpus_per_job") or 1)
@@ -185,8 +185,8 @@ def group_workers(inventory: Inventory, prefix: str) -> list[tuple[str, int, str
 
 
 def live_resource(inventory: Inventory, worker: str) -> str:
-    address = (inventory.state.get("ray") or {}).get("address")
-    return resource_of({"component": "ray", "target": address}) if address else f"worker/{worker}"
+    address = inventory.live.ray.address if inventory.live.ray is not None else ""
+    return component_resource("ray", address) if address else f"worker/{worker}"
 
 
 def _registry_evidence(worker: str, ranks: int, error: str) -> str:

@@ -8,9 +8,10 @@ from collections import Counter
 
 from doctor.finding import Category, Severity
 from doctor.inventory import Inventory
-from doctor.live_state import WORKER_CLASS, live_workers
+from doctor.live_state import WORKER_CLASS, live_workers, worker_ttl
 from doctor.memory_inputs import plan_parallelism
 from doctor.registry import Hit, check
+from doctor.state import JobsState
 from service.memory_model import plan_generation, profile_for
 from service.params import DEFAULTS
 from service.records import ACTIVE_STATES
@@ -22,8 +23,10 @@ FAILED_SPIKE_COUNT = 3
 FAILED_SPIKE_SHARE = 0.2
 
 
-def _jobs(inventory: Inventory) -> dict:
-    return inventory.state.get("jobs") or {}
+def _timed_jobs(inventory: Inventory) -> JobsState | None:
+    """The job store as read, when the read has Redis's clock to judge its times by."""
+    jobs = inventory.live.jobs
+    return jobs if jobs is not None and jobs.server_time else None
 
 
 def _ids(jobs: list[dict]) -> str:
@@ -46,12 +49,12 @@ def _resource(jobs: list[dict]) -> str:
     needs_live=True,
 )
 def expired_leases(inventory: Inventory):
-    state = _jobs(inventory)
-    now = state.get("server_time")
-    if not now:
+    state = _timed_jobs(inventory)
+    if state is None:
         return
+    now = state.server_time
     expired = []
-    for job in state.get("jobs") or []:
+    for job in state.jobs:
         lease_end, beat = job.get("lease_expires"), job.get("heartbeat_at")
         if job.get("status") not in ACTIVE_STATES or not lease_end or not beat:
             continue
@@ -84,20 +87,21 @@ def expired_leases(inventory: Inventory):
     needs_live=True,
 )
 def queued_without_workers(inventory: Inventory):
-    state = _jobs(inventory)
-    now = state.get("server_time")
-    if not now:
+    state = _timed_jobs(inventory)
+    if state is None:
         return
+    now = state.server_time
     waiting = [
         j
-        for j in state.get("jobs") or []
+        for j in state.jobs
         if j.get("status") == "queued"
         and now - (j.get("created_at") or now) > QUEUED_TOO_LONG_SECONDS
     ]
     if not waiting:
         return
-    alive = live_workers(state)
-    busy = {j.get("worker") for j in state.get("jobs") or [] if j.get("status") in ACTIVE_STATES}
+    ttl = worker_ttl(inventory)
+    alive = live_workers(inventory, ttl)
+    busy = {j.get("worker") for j in state.jobs if j.get("status") in ACTIVE_STATES}
     # A group leader whose ranks have not joined claims nothing.
     unformed = {worker for worker, info in alive.items() if info.get("group_error")}
     free = set(alive) - busy - unformed
@@ -112,13 +116,19 @@ def queued_without_workers(inventory: Inventory):
         f"{len(waiting)} job(s) queued for more than {QUEUED_TOO_LONG_SECONDS:g}s and {why}: "
         f"{_ids(waiting)}",
         f"oldest job {oldest.get('id')} queued {now - (oldest.get('created_at') or now):.0f}s; "
-        f"queue length {state.get('queue_length')}; live workers {len(alive)}",
+        f"queue length {state.queue_length}; live workers {len(alive)}, seen within the worker "
+        f"TTL of {ttl}",
         severity=None if not alive else "warning",
     )
 
 
+def _params(job: dict) -> dict:
+    """What the job runs with: its parameters over the service's defaults."""
+    return {**DEFAULTS, **(job.get("params") or {})}
+
+
 def _fits(job: dict, worker: dict) -> bool | None:
-    params = {**DEFAULTS, **(job.get("params") or {})}
+    params = _params(job)
     memory = worker.get("device_memory_gib")
     if not memory:
         return None
@@ -144,26 +154,30 @@ def _fits(job: dict, worker: dict) -> bool | None:
     needs_live=True,
 )
 def jobs_nobody_can_run(inventory: Inventory):
-    state = _jobs(inventory)
-    workers = live_workers(state)
+    state = inventory.live.jobs
+    if state is None:
+        return
+    ttl = worker_ttl(inventory)
+    workers = live_workers(inventory, ttl)
     if not workers:
         return
     hopeless = []
-    for job in state.get("jobs") or []:
+    for job in state.jobs:
         if job.get("status") != "queued":
             continue
         answers = [_fits(job, info) for info in workers.values()]
         if answers and all(a is False for a in answers):
             hopeless.append(job)
     if hopeless:
-        params = hopeless[0].get("params") or {}
+        params = _params(hopeless[0])
         memories = sorted({w.get("device_memory_gib") for w in workers.values()})
         yield Hit(
             _resource(hopeless),
             f"{len(hopeless)} queued job(s) do not fit any live worker by the memory model: "
             f"{_ids(hopeless)}",
-            f"job {hopeless[0].get('id')}: {params.get('num_frames')} frames "
-            f"{params.get('height')}x{params.get('width')}; worker device memory GiB: {memories}",
+            f"job {hopeless[0].get('id')}: {params['num_frames']} frames "
+            f"{params['height']}x{params['width']}; worker device memory GiB: {memories}; live "
+            f"workers: those seen within the worker TTL of {ttl}",
         )
 
 
@@ -177,20 +191,22 @@ def jobs_nobody_can_run(inventory: Inventory):
     needs_live=True,
 )
 def jobs_on_missing_workers(inventory: Inventory):
-    state = _jobs(inventory)
-    if not state.get("server_time"):
+    state = _timed_jobs(inventory)
+    if state is None:
         return
-    actors = (inventory.state.get("ray") or {}).get("actors")
+    ray = inventory.live.ray
+    actors = ray.actors if ray is not None else None
     alive_pids = None
-    if isinstance(actors, list):
+    if actors is not None:
         alive_pids = {
             str(a.get("pid"))
             for a in actors
             if a.get("class_name") == WORKER_CLASS and a.get("state") == "ALIVE"
         }
-    seen = live_workers(state)
+    ttl = worker_ttl(inventory)
+    seen = live_workers(inventory, ttl)
     orphans = []
-    for job in state.get("jobs") or []:
+    for job in state.jobs:
         worker = str(job.get("worker") or "")
         if job.get("status") not in ACTIVE_STATES or not worker:
             continue
@@ -205,7 +221,9 @@ def jobs_on_missing_workers(inventory: Inventory):
             f"longer exists: {_ids(orphans)}",
             f"job {orphans[0].get('id')}: worker {orphans[0].get('worker')} is "
             + (
-                "not a live worker actor (by pid)" if alive_pids is not None else "not heartbeating"
+                "not a live worker actor (by pid)"
+                if alive_pids is not None
+                else f"not heartbeating within the worker TTL of {ttl}"
             ),
         )
 
@@ -220,13 +238,13 @@ def jobs_on_missing_workers(inventory: Inventory):
     needs_live=True,
 )
 def failed_spike(inventory: Inventory):
-    state = _jobs(inventory)
-    now = state.get("server_time")
-    if not now:
+    state = _timed_jobs(inventory)
+    if state is None:
         return
+    now = state.server_time
     recent = [
         j
-        for j in state.get("jobs") or []
+        for j in state.jobs
         if j.get("finished_at") and now - j["finished_at"] <= FAILED_WINDOW_SECONDS
     ]
     failed = [j for j in recent if j.get("status") == "failed"]

@@ -301,9 +301,7 @@ def _container_failure(container: dict) -> str | None:
 
 
 def _last_log_line(inventory: Inventory, pod: dict, container: str) -> str | None:
-    logs = inventory.state.get("logs")
-    if not isinstance(logs, dict):
-        return None
+    logs = inventory.live.logs or {}
     text = logs.get(f"Pod/{namespace_of(pod)}/{name_of(pod)}/{container}") or ""
     lines = [line for line in str(text).splitlines() if line.strip()]
     return _quote(lines[-1]) if lines else None

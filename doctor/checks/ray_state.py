@@ -8,8 +8,9 @@ import re
 
 from doctor.finding import Category, Severity
 from doctor.inventory import Inventory
-from doctor.live_state import WORKER_CLASS, resource_of
+from doctor.live_state import WORKER_CLASS, component_resource
 from doctor.registry import Hit, check
+from doctor.state import RayState
 from service.keys import POOL_SUBMISSION
 
 POOL_NAMESPACE = "mochi"
@@ -18,13 +19,13 @@ ALIVE_JOB_STATES = ("PENDING", "RUNNING")
 FIRST_FEW = 5
 
 
-def _ray(inventory: Inventory) -> dict:
-    return inventory.state.get("ray") or {}
+def _ray(inventory: Inventory) -> RayState:
+    """Ray as read; with nothing read (no listing), when Ray was not."""
+    return inventory.live.ray or RayState()
 
 
 def _resource(inventory: Inventory) -> str:
-    ray = _ray(inventory)
-    return resource_of({"component": "ray", "target": ray.get("address") or ""})
+    return component_resource("ray", _ray(inventory).address)
 
 
 def configured_workers(inventory: Inventory) -> tuple[int, str] | None:
@@ -55,8 +56,8 @@ def expected_worker_nodes(inventory: Inventory) -> int:
     needs_live=True,
 )
 def dead_nodes(inventory: Inventory):
-    nodes = _ray(inventory).get("nodes")
-    if not isinstance(nodes, list):
+    nodes = _ray(inventory).nodes
+    if nodes is None:
         return
     alive_workers = [n for n in nodes if n.get("state") == "ALIVE" and not n.get("is_head_node")]
     alive_ids = {n.get("node_ip") for n in nodes if n.get("state") == "ALIVE"}
@@ -94,11 +95,11 @@ def dead_nodes(inventory: Inventory):
     needs_live=True,
 )
 def pool_not_running(inventory: Inventory):
-    jobs_state = inventory.state.get("jobs") or {}
-    ray_jobs = _ray(inventory).get("jobs")
-    submission = jobs_state.get("pool_submission")
-    if not jobs_state or not isinstance(ray_jobs, list):
+    jobs_state = inventory.live.jobs
+    ray_jobs = _ray(inventory).jobs
+    if jobs_state is None or ray_jobs is None:
         return
+    submission = jobs_state.pool_submission
     if not submission:
         yield Hit(
             _resource(inventory),
@@ -129,8 +130,8 @@ def pool_not_running(inventory: Inventory):
     needs_live=True,
 )
 def worker_actors(inventory: Inventory):
-    actors = _ray(inventory).get("actors")
-    if not isinstance(actors, list):
+    actors = _ray(inventory).actors
+    if actors is None:
         return
     workers = [
         a
@@ -197,17 +198,17 @@ def _unmet(demand: dict, capacity: dict[str, float]) -> dict[str, tuple[float, f
 )
 def infeasible_work(inventory: Inventory):
     ray = _ray(inventory)
-    nodes = ray.get("nodes")
-    if not isinstance(nodes, list) or not nodes:
+    nodes = ray.nodes
+    if not nodes:
         return
     capacity = _capacity(nodes)
     stuck = []
-    for task in ray.get("pending_tasks") or []:
+    for task in ray.pending_tasks or ():
         if task.get("state") == "PENDING_NODE_ASSIGNMENT":
             unmet = _unmet(task.get("required_resources"), capacity)
             if unmet:
                 stuck.append((f"task {task.get('name')}", task.get("task_id"), unmet))
-    for actor in ray.get("actors") or []:
+    for actor in ray.actors or ():
         if actor.get("state") in ("PENDING_CREATION", "DEPENDENCIES_UNREADY"):
             unmet = _unmet(actor.get("required_resources"), capacity)
             if unmet:

@@ -7,8 +7,9 @@ from __future__ import annotations
 from doctor.finding import Category, Severity
 from doctor.images import parse_image
 from doctor.inventory import Inventory
-from doctor.live_state import resource_of
+from doctor.live_state import component_resource, resource_of
 from doctor.registry import Hit, check
+from doctor.state import RayState
 
 FAILURES = {
     "dns": "the name does not resolve (DNS)",
@@ -40,24 +41,23 @@ COMPONENT_FIX = {
     needs_live=True,
 )
 def unreachable(inventory: Inventory):
-    for probe in inventory.state.get("probes") or []:
-        if probe.get("ok") or probe.get("component") == "output":
+    for probe in inventory.live.probes or ():
+        if probe.ok or probe.component == "output":
             continue
-        kind = probe.get("kind") or "error"
-        where = probe.get("where") or "doctor"
+        kind = probe.kind or "error"
+        where = probe.where or "doctor"
         origin = "from the doctor" if where == "doctor" else f"from {where}"
         yield Hit(
             resource_of(probe),
-            f"{probe.get('component')} at {probe.get('target')} is unreachable {origin}: "
+            f"{probe.component} at {probe.target} is unreachable {origin}: "
             f"{FAILURES.get(kind, kind)}",
-            f"{kind}: {probe.get('detail', '')}"[:400],
-            fix=COMPONENT_FIX.get(str(probe.get("component"))),
+            f"{kind}: {probe.detail}"[:400],
+            fix=COMPONENT_FIX.get(probe.component),
         )
 
 
-def _ray_resource(ray: dict) -> str:
-    address = str(ray.get("address") or ray.get("dashboard_url") or "")
-    return resource_of({"component": "ray", "target": address})
+def _ray_resource(ray: RayState) -> str:
+    return component_resource("ray", ray.address or ray.dashboard_url)
 
 
 @check(
@@ -71,20 +71,22 @@ def _ray_resource(ray: dict) -> str:
     needs_live=True,
 )
 def gcs_unhealthy(inventory: Inventory):
-    ray = inventory.state.get("ray") or {}
-    health = ray.get("gcs_health")
-    if isinstance(health, dict) and health.get("healthy") is False:
+    ray = inventory.live.ray
+    if ray is None:
+        return
+    health = ray.gcs_health
+    if health is not None and health.get("healthy") is False:
         yield Hit(
             _ray_resource(ray),
             "the dashboard answers but the GCS health check fails: nodes cannot register, "
             "actors cannot be created",
             f"GET /api/gcs_healthz: {health.get('detail') or 'unhealthy'}",
         )
-    elif ray.get("gcs_reachable") is False and ray.get("dashboard_reachable"):
+    elif ray.gcs_reachable is False and ray.dashboard_reachable:
         yield Hit(
             _ray_resource(ray),
             "the dashboard answers but the GCS port does not accept connections",
-            f"GCS {ray.get('address')} unreachable",
+            f"GCS {ray.address} unreachable",
         )
 
 
@@ -98,12 +100,12 @@ def gcs_unhealthy(inventory: Inventory):
     needs_live=True,
 )
 def live_version_skew(inventory: Inventory):
-    ray = inventory.state.get("ray") or {}
-    head = (ray.get("version") or {}).get("ray_version")
+    ray = inventory.live.ray
+    head = ray.ray_version if ray is not None else None
     if not head:
         return
     resource = _ray_resource(ray)
-    client = ray.get("client") or {}
+    client = ray.client
     if client.get("ray") and client["ray"] != head:
         yield Hit(
             resource,

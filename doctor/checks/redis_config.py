@@ -3,9 +3,13 @@ happened, a server that accepts clients without a password, and memory without h
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from functools import wraps
+
 from doctor.finding import Category, Severity
 from doctor.inventory import Inventory
 from doctor.registry import Hit, check
+from doctor.state import RedisState
 from service.config import Settings
 
 EVICTING = ("allkeys-lru", "allkeys-lfu", "allkeys-random")
@@ -13,14 +17,20 @@ LOOPBACK = {"127.0.0.1", "::1", "-::1", "localhost"}
 HIGH_WATER_SETTING = "MOCHI_REDIS_HIGH_WATER"
 
 
-def _redis(inventory: Inventory) -> dict:
-    state = inventory.state.get("redis") or {}
-    return state if state.get("reachable") else {}
+def on_reached_redis(run: Callable[[RedisState, Inventory], Iterator[Hit]]):
+    """The check, run on the Redis the read reached; nothing when it did not (NET006 says why)."""
+
+    @wraps(run)
+    def check_redis(inventory: Inventory) -> Iterator[Hit]:
+        redis = inventory.live.redis
+        if redis is not None and redis.reachable:
+            yield from run(redis, inventory)
+
+    return check_redis
 
 
-def _resource(state: dict) -> str:
-    url = str(state.get("url") or "")
-    return "redis://" + url.split("://", 1)[-1].rsplit("@", 1)[-1].split("/", 1)[0]
+def _resource(redis: RedisState) -> str:
+    return "redis://" + redis.url.split("://", 1)[-1].rsplit("@", 1)[-1].split("/", 1)[0]
 
 
 @check(
@@ -31,17 +41,15 @@ def _resource(state: dict) -> str:
     fix="Run Redis with --appendonly yes on a persistent volume (the service's own Redis does).",
     needs_live=True,
 )
-def persistence_off(inventory: Inventory):
-    state = _redis(inventory)
-    if not state:
-        return
-    info, config = state.get("info") or {}, state.get("config") or {}
-    aof = int(info.get("aof_enabled", 1 if config.get("appendonly") == "yes" else 0))
-    save = config.get("save")
-    if aof or (save is None and info.get("rdb_last_save_time")) or save:
+@on_reached_redis
+def persistence_off(redis: RedisState, inventory: Inventory):
+    appendonly = 1 if redis.config.get("appendonly") == "yes" else 0
+    aof = int(redis.info.get("aof_enabled", appendonly))
+    save = redis.config.get("save")
+    if aof or (save is None and redis.info.get("rdb_last_save_time")) or save:
         return
     yield Hit(
-        _resource(state),
+        _resource(redis),
         "Redis keeps the job store in memory only (no AOF, no RDB snapshots): a restart or "
         "eviction of its pod loses every queued and running job",
         f"aof_enabled: {aof}; save: {save!r}",
@@ -57,17 +65,15 @@ def persistence_off(inventory: Inventory):
     "maxmemory for the job store.",
     needs_live=True,
 )
-def evicting_policy(inventory: Inventory):
-    state = _redis(inventory)
-    info, config = state.get("info") or {}, state.get("config") or {}
-    policy = config.get("maxmemory-policy") or info.get("maxmemory_policy")
+@on_reached_redis
+def evicting_policy(redis: RedisState, inventory: Inventory):
+    policy = redis.maxmemory_policy
     if policy in EVICTING:
         yield Hit(
-            _resource(state),
+            _resource(redis),
             f"maxmemory-policy {policy} evicts any key when memory runs out: job hashes, the "
             "queue and leases vanish and jobs are lost or stuck",
-            f"maxmemory-policy: {policy}; "
-            f"maxmemory: {config.get('maxmemory', info.get('maxmemory'))}",
+            f"maxmemory-policy: {policy}; maxmemory: {redis.maxmemory}",
         )
 
 
@@ -79,12 +85,12 @@ def evicting_policy(inventory: Inventory):
     fix="Give Redis more memory (maxmemory, the pod's limit) and set maxmemory-policy noeviction.",
     needs_live=True,
 )
-def evictions(inventory: Inventory):
-    state = _redis(inventory)
-    evicted = int((state.get("info") or {}).get("evicted_keys") or 0)
+@on_reached_redis
+def evictions(redis: RedisState, inventory: Inventory):
+    evicted = int(redis.info.get("evicted_keys") or 0)
     if evicted:
         yield Hit(
-            _resource(state),
+            _resource(redis),
             f"Redis evicted {evicted} key(s) for memory since it started; job data may be gone",
             f"evicted_keys: {evicted}",
         )
@@ -98,17 +104,15 @@ def evictions(inventory: Inventory):
     fix="Set requirepass (from a Secret) and give clients MOCHI_REDIS_PASSWORD.",
     needs_live=True,
 )
-def auth_disabled(inventory: Inventory):
-    state = _redis(inventory)
-    if not state or state.get("password_used"):
-        return
-    config = state.get("config") or {}
-    if config.get("requirepass"):
+@on_reached_redis
+def auth_disabled(redis: RedisState, inventory: Inventory):
+    config = redis.config
+    if redis.password_used or config.get("requirepass"):
         return
     binds = set(str(config.get("bind", "")).split())
     local_only = bool(binds) and binds <= LOOPBACK
     yield Hit(
-        _resource(state),
+        _resource(redis),
         "Redis answered without a password: anyone who reaches it can read, change or delete "
         "every job" + (" (it listens on loopback only)" if local_only else ""),
         f"PING without AUTH succeeded; requirepass: {config.get('requirepass', 'unknown')!r}; "
@@ -127,16 +131,13 @@ def auth_disabled(inventory: Inventory):
     "shorten retention (MOCHI_RESULT_TTL_SECONDS).",
     needs_live=True,
 )
-def memory_headroom(inventory: Inventory):
-    state = _redis(inventory)
-    if not state:
-        return
-    info, config = state.get("info") or {}, state.get("config") or {}
-    used = _bytes(info.get("used_memory"))
-    maxmemory = _bytes(config.get("maxmemory", info.get("maxmemory")))
-    policy = config.get("maxmemory-policy") or info.get("maxmemory_policy")
+@on_reached_redis
+def memory_headroom(redis: RedisState, inventory: Inventory):
+    used = _bytes(redis.info.get("used_memory"))
+    maxmemory = _bytes(redis.maxmemory)
+    policy = redis.maxmemory_policy
     figures = f"used_memory: {_mib(used)}; maxmemory: {_mib(maxmemory)}; policy: {policy}"
-    resource = _resource(state)
+    resource = _resource(redis)
     if maxmemory == 0:
         yield Hit(
             resource,

@@ -79,9 +79,9 @@ def claims_were_read(inventory: Inventory, namespace: str) -> bool:
     claim absent from it is absent from the cluster."""
     if inventory.source == "manifests":
         return False
-    kube = inventory.state.get("kubernetes")
-    if isinstance(kube, dict) and kube.get("namespace") == namespace:
-        return CLAIM_LIST_READ not in (kube.get("errors") or {})
+    kube = inventory.live.kubernetes
+    if kube is not None and kube.namespace == namespace:
+        return CLAIM_LIST_READ not in kube.errors
     return bool(inventory.in_namespace("PersistentVolumeClaim", namespace))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from doctor.finding import Category, Severity
 from doctor.inventory import Inventory
-from doctor.live_state import resource_of
+from doctor.live_state import component_resource
 from doctor.registry import Hit, check
 
 
@@ -21,14 +21,14 @@ from doctor.registry import Hit, check
     needs_live=True,
 )
 def api_not_ready(inventory: Inventory):
-    service = inventory.state.get("service") or {}
-    ready = service.get("readyz") or {}
-    if not ready or ready.get("status") == 200:
+    service = inventory.live.service
+    if service is None or not service.readyz or service.readyz.get("status") == 200:
         return
+    ready = service.readyz
     body = ready.get("body")
     reason = body.get("reason") if isinstance(body, dict) else body
     yield Hit(
-        resource_of({"component": "api", "target": service.get("url", "")}),
+        component_resource("api", service.url),
         f"the API is not ready and its load balancer sends it no traffic: {reason}",
         f"GET /readyz: {ready.get('status')} {body}"[:400],
     )
@@ -44,14 +44,14 @@ def api_not_ready(inventory: Inventory):
     needs_live=True,
 )
 def output_not_writable(inventory: Inventory):
-    for probe in inventory.state.get("probes") or []:
-        if probe.get("component") != "output" or probe.get("ok"):
+    for probe in inventory.live.probes or ():
+        if probe.component != "output" or probe.ok:
             continue
-        where = probe.get("where") or "doctor"
+        where = probe.where or "doctor"
         yield Hit(
-            probe.get("resource") or f"path://{probe.get('target')}",
-            f"writing a file in the output directory {probe.get('target')} "
+            probe.resource or f"path://{probe.target}",
+            f"writing a file in the output directory {probe.target} "
             f"{'from the doctor' if where == 'doctor' else 'inside ' + where} failed: videos "
             "cannot be saved, every job fails at its last step",
-            str(probe.get("detail") or probe.get("kind"))[:400],
+            str(probe.detail or probe.kind)[:400],
         )

@@ -6,7 +6,7 @@ import gc
 import json
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +101,24 @@ class Document:
     value: dict
     line: int = 1
     item_lines: tuple[int, ...] = ()
+
+
+def read_files(
+    paths: list[str],
+    inventory: Inventory,
+    read_other: Callable[[Path, Inventory], bool],
+    machine_written: bool = False,
+) -> None:
+    """Every file under paths into the inventory: `read_other` takes the files that are not
+    documents of objects (it says whether it took one), the documents are added. A file that
+    cannot be checked is noted in inventory.skipped and the others are still read."""
+    with bulk_load():
+        for path in walk(paths):
+            try:
+                if not read_other(path, inventory) and is_document(path):
+                    add_documents(inventory, path, load_documents(path, machine_written))
+            except SkippedFile as skipped:
+                inventory.skipped.append(skipped)
 
 
 def add_documents(inventory: Inventory, path: Path, documents: list[Document]) -> None:

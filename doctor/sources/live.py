@@ -18,6 +18,7 @@ from doctor.sources.files import InputError
 from doctor.sources.output_probe import write_probe
 from doctor.sources.probe import Deadline, Probe, describe, failure_kind, redact_url, tcp_probe
 from doctor.sources.record import Redactor
+from doctor.state import JobsState, KubernetesRead, RayState, RedisState, ServiceState
 
 LOCAL_FILE = "local.json"
 # Rendering and writing the report after the read needs a moment of the deadline.
@@ -121,7 +122,7 @@ def read_live(
         )
     if os.environ.get("KUBERNETES_SERVICE_HOST") and "kubernetes" in results:
         probes.extend(_address_probes(inventory, deadline))
-    inventory.state["probes"] = [p.to_dict() for p in probes]
+    inventory.live.probes = probes
     return inventory
 
 
@@ -213,31 +214,27 @@ def _redactor(results: dict) -> Redactor:
 
 
 def _apply(name: str, value, inventory: Inventory, redactor: Redactor) -> list[Probe]:
-    redact = redactor.redact
+    redact, live = redactor.redact, inventory.live
     if name == "kubernetes":
         for obj in value.objects:
             inventory.add(redact(obj), origin=f"live:{value.server}")
-        inventory.state["kubernetes"] = {
-            "server": value.server,
-            "namespace": value.namespace,
-            "errors": value.errors,
-        }
+        live.kubernetes = KubernetesRead(value.server, value.namespace, value.errors)
         if value.logs:
-            inventory.state["logs"] = redact(value.logs)
+            live.logs = redact(value.logs)
         return value.probes
     if name == "ray":
         state, probes = value
-        inventory.state["ray"] = redact(state)
+        live.ray = RayState.from_json(redact(state))
         return probes
     if name == "redis":
         state, jobs, probe = value
-        inventory.state["redis"] = redact(state)
+        live.redis = RedisState.from_json(redact(state))
         if jobs:
-            inventory.state["jobs"] = _redacted_jobs(jobs, redactor)
+            live.jobs = JobsState.from_json(_redacted_jobs(jobs, redactor))
         return [probe]
     if name == "api":
         state, probe = value
-        inventory.state["service"] = redact(state)
+        live.service = ServiceState.from_json(redact(state))
         return [probe]
     return [value]  # output: a Probe
 

@@ -3,18 +3,12 @@ requirements files and the compose/skaffold files that say which Dockerfile buil
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from doctor.images import build_map_kind
 from doctor.inventory import BuildFile, Inventory
 from doctor.locations import build_file_name
-from doctor.sources.files import (
-    SkippedFile,
-    add_documents,
-    bulk_load,
-    is_document,
-    load_documents,
-    read_text,
-    walk,
-)
+from doctor.sources.files import read_files, read_text
 
 
 def build_file_kind(name: str) -> str | None:
@@ -34,17 +28,12 @@ def load_manifests(paths: list[str], inventory: Inventory | None = None) -> Inve
     """Read every manifest under paths (`-` is standard input); a file that cannot be checked
     is noted in inventory.skipped and the others are still read."""
     inventory = inventory or Inventory(source="manifests")
-    with bulk_load():
-        _read(paths, inventory)
+    read_files(paths, inventory, _read_build_file)
     return inventory
 
 
-def _read(paths: list[str], inventory: Inventory) -> None:
-    for path in walk(paths):
-        try:
-            if kind := build_file_kind(path.name):
-                inventory.files.append(BuildFile(build_file_name(str(path)), kind, read_text(path)))
-            elif is_document(path):
-                add_documents(inventory, path, load_documents(path))
-        except SkippedFile as skipped:
-            inventory.skipped.append(skipped)
+def _read_build_file(path: Path, inventory: Inventory) -> bool:
+    kind = build_file_kind(path.name)
+    if kind:
+        inventory.files.append(BuildFile(build_file_name(str(path)), kind, read_text(path)))
+    return bool(kind)

@@ -1,4 +1,4 @@
-"""Deadlines and probe outcomes shared by every live source.
+"""Deadlines and probe outcomes (doctor.state.Probe) shared by every live source.
 
 Every network call gets `deadline.timeout(limit)`: its own limit, never past the run's deadline.
 A failure is named the way a person fixes it: dns, refused, timeout, tls, auth, http, error.
@@ -11,8 +11,9 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from urllib.parse import urlsplit, urlunsplit
+
+from doctor.state import Probe
 
 PROBE_TIMEOUT = 5.0  # one probe's own limit; the run's --timeout caps it further
 MIN_TIMEOUT = 0.05
@@ -32,22 +33,6 @@ class Deadline:
     @property
     def expired(self) -> bool:
         return self.remaining() <= 0
-
-
-@dataclass
-class Probe:
-    """One connection attempt: what, where from, and how it failed (kind None when it worked)."""
-
-    component: str  # kubernetes | ray-gcs | ray-dashboard | redis | api | output | address
-    target: str
-    ok: bool
-    kind: str | None = None  # dns | refused | timeout | tls | auth | http | error
-    detail: str = ""
-    where: str = "doctor"  # the doctor's machine, or Pod/ns/name for --probe-from-pod
-    resource: str = ""  # the object that names the address, when one does
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def failure_kind(error: BaseException) -> str:

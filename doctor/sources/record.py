@@ -110,9 +110,8 @@ def write_snapshot(inventory: Inventory, out: str) -> list[Path]:
         for obj in objects
     ]
     documents = {OBJECTS_FILE: {"apiVersion": "v1", "kind": "List", "items": items}}
-    for file, key in STATE_FILES.items():
-        if key in inventory.state:
-            documents[file] = inventory.state[key]
+    recorded = inventory.live.to_json()
+    documents |= {file: recorded[key] for file, key in STATE_FILES.items() if key in recorded}
     redactor = Redactor(inventory.known_secrets)
     for name, document in documents.items():
         path = folder / name

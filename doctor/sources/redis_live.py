@@ -1,6 +1,8 @@
 """Redis, live: PING, INFO (persistence, memory, evictions), the config that matters, and the
 job store the service keeps there (jobs, queue, leases, workers, the pool's heartbeat), read
-through the service's own JobStore.snapshot: its key names, its record, its worker TTL."""
+through the service's own JobStore.snapshot: its key names, its record. Which workers are live
+is the checks' to say (doctor.live_state.live_workers): the service keeps no worker TTL in
+Redis, so the read records none and the checks take the deployment's from its settings."""
 
 from __future__ import annotations
 
@@ -30,14 +32,8 @@ RECENT_SECONDS = 3600.0  # finished jobs older than this are not kept
 PRIVATE_PARAMS = ("prompt", "negative_prompt")
 
 
-def read_redis(
-    url: str,
-    password: str | None,
-    deadline: Deadline,
-    worker_ttl_seconds: float = Settings.worker_ttl_seconds,
-) -> tuple[dict, dict, Probe]:
-    """(redis state, jobs state, probe). Each command has its own socket timeout. A worker is
-    live when seen within worker_ttl_seconds: the service's MOCHI_WORKER_TTL_SECONDS."""
+def read_redis(url: str, password: str | None, deadline: Deadline) -> tuple[dict, dict, Probe]:
+    """(redis state, jobs state, probe). Each command has its own socket timeout."""
     target = redact_url(url)
     client = redis.Redis.from_url(
         url,
@@ -53,7 +49,7 @@ def read_redis(
         probe = Probe("redis", target, False, kind, describe(error))
         return {"url": target, "reachable": False}, {}, probe
     try:
-        return _read(client, target, deadline, worker_ttl_seconds)
+        return _read(client, target, deadline)
     except redis.RedisError as error:
         probe = Probe("redis", target, False, failure_kind(error), describe(error))
         return {"url": target, "reachable": False}, {}, probe
@@ -61,9 +57,7 @@ def read_redis(
         client.close()
 
 
-def _read(
-    client: redis.Redis, target: str, deadline: Deadline, worker_ttl_seconds: float
-) -> tuple[dict, dict, Probe]:
+def _read(client: redis.Redis, target: str, deadline: Deadline) -> tuple[dict, dict, Probe]:
     info = client.info("everything")
     state = {
         "url": target,
@@ -72,7 +66,7 @@ def _read(
         "config": _config(client),
         "password_used": bool(client.connection_pool.connection_kwargs.get("password")),
     }
-    jobs = _job_store(client, deadline, worker_ttl_seconds)
+    jobs = _job_store(client, deadline)
     return state, jobs, Probe("redis", target, True)
 
 
@@ -91,10 +85,10 @@ def _config(client: redis.Redis) -> dict:
     return config
 
 
-def _job_store(client: redis.Redis, deadline: Deadline, worker_ttl_seconds: float) -> dict:
+def _job_store(client: redis.Redis, deadline: Deadline) -> dict:
     """The job store's state as the checks read it (and snapshots record it)."""
     snapshot = JobStore(client).snapshot(
-        worker_ttl_seconds,
+        Settings.worker_ttl_seconds,  # for StoreSnapshot.live_workers, which the doctor leaves
         limit=MAX_JOBS,
         finished_within=RECENT_SECONDS,
         stop=lambda: deadline.expired,
@@ -109,7 +103,6 @@ def _job_store(client: redis.Redis, deadline: Deadline, worker_ttl_seconds: floa
         "leases": snapshot.leases,
         "workers": snapshot.workers,
         "workers_seen": snapshot.workers_seen,
-        "worker_ttl_seconds": snapshot.worker_ttl_seconds,
         "pool_heartbeat": snapshot.pool_heartbeat,
         "pool_submission": snapshot.pool_submission,
     }

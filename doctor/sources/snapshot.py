@@ -9,16 +9,10 @@ import json
 from pathlib import Path
 
 from doctor.inventory import Inventory
-from doctor.sources.files import (
-    SkippedFile,
-    add_documents,
-    bulk_load,
-    is_document,
-    load_documents,
-    read_text,
-    walk,
-)
+from doctor.sources.files import SkippedFile, read_files, read_text
+from doctor.state import StateShapeError
 
+# File name -> the source whose state it records (doctor.state.LiveState).
 STATE_FILES = {
     "ray.json": "ray",
     "redis.json": "redis",
@@ -35,24 +29,19 @@ def load_snapshot(path: str, inventory: Inventory | None = None) -> Inventory:
     is noted in inventory.skipped and the others are still read."""
     inventory = inventory or Inventory(source="snapshot")
     inventory.source = "snapshot"
-    with bulk_load():
-        _read(path, inventory)
+    read_files([path], inventory, _read_state, machine_written=True)
     return inventory
 
 
-def _read(path: str, inventory: Inventory) -> None:
-    for file in walk([path]):
-        try:
-            if file.name in STATE_FILES:
-                inventory.state[STATE_FILES[file.name]] = _state(file)
-            elif is_document(file):
-                add_documents(inventory, file, load_documents(file, machine_written=True))
-        except SkippedFile as skipped:
-            inventory.skipped.append(skipped)
-
-
-def _state(file: Path):
+def _read_state(file: Path, inventory: Inventory) -> bool:
+    source = STATE_FILES.get(file.name)
+    if source is None:
+        return False
     try:
-        return json.loads(read_text(file))
+        inventory.live.read_json(source, json.loads(read_text(file)))
     except json.JSONDecodeError as error:
         raise SkippedFile(str(file), f"is not valid JSON: {error}") from None
+    except StateShapeError as error:
+        reason = f"is not the {source} state a snapshot records: {error}"
+        raise SkippedFile(str(file), reason) from None
+    return True

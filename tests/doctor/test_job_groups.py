@@ -19,6 +19,7 @@ from doctor.sources.ray_live import read_ray
 from doctor.sources.record import write_snapshot
 from doctor.sources.redis_live import read_redis
 from doctor.sources.snapshot import load_snapshot
+from doctor.state import JobsState, LiveState, RayState
 from service.jobstore import JobStore
 
 GROUP_CODES = ("RAY014", "RAY015", "RAY016", "RAY017")
@@ -83,7 +84,7 @@ def group_findings(*objects: dict, state: dict | None = None) -> list:
     inventory = Inventory(source="live" if state else "manifests")
     for obj in objects:
         inventory.add(obj)
-    inventory.state.update(state or {})
+    inventory.live = LiveState.from_json(state or {})
     return [f for f in diagnose(inventory).findings if f.code in GROUP_CODES]
 
 
@@ -382,7 +383,7 @@ def test_ray_live_reads_placement_groups_and_a_pending_one_is_ray014(dashboard):
     assert set(groups[0]) == {"placement_group_id", "name", "state", "bundles", "stats"}
     assert "placement_groups" not in state.get("errors", {})
     inventory = Inventory(source="live")
-    inventory.state["ray"] = state
+    inventory.live.ray = RayState.from_json(state)
     finding = only([f for f in diagnose(inventory).findings if f.code in GROUP_CODES], "RAY014")
     assert finding.severity == "error"
     assert finding.resource == f"ray://{dashboard.split('://', 1)[1]}"
@@ -399,7 +400,7 @@ def test_the_registry_in_redis_carries_the_group_fields(redis_server, redis_clie
     assert probe.ok
     assert jobs["workers"]["ray-worker-0:77:0"]["group_error"] == error
     inventory = Inventory(source="live")
-    inventory.state["jobs"] = jobs
+    inventory.live.jobs = JobsState.from_json(jobs)
     findings = [f for f in diagnose(inventory).findings if f.code in GROUP_CODES]
     assert only(findings, "RAY015").resource == "worker/ray-worker-0:77:0"
 
@@ -410,7 +411,7 @@ def test_a_snapshot_keeps_the_group_findings(tmp_path):
         [placement_group("PENDING", "INFEASIBLE", "mochi-group-3")],
     )
     inventory = Inventory(source="live")
-    inventory.state.update(state)
+    inventory.live = LiveState.from_json(state)
     write_snapshot(inventory, str(tmp_path))
     live = {(f.code, f.resource, f.evidence) for f in diagnose(inventory).findings}
     again = {

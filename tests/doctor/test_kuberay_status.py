@@ -421,7 +421,7 @@ def test_a_failed_first_submitter_pod_with_a_newer_one_running_is_only_a_warning
 
 def test_submitter_log_line_is_quoted_when_the_read_has_it(tmp_path):
     inventory = snapshot(tmp_path, RUNNING_JOB, SUBMITTER_POD)
-    inventory.state["logs"] = {
+    inventory.live.logs = {
         "Pod/ray/rayjob-sample-7kq2m/ray-job-submitter": (
             "2025-03-10 09:01:39,113\tINFO cli.py:36 -- Job submission server address: "
             "http://rayjob-sample-raycluster-v2b7x-head-svc.ray.svc.cluster.local:8265\n"

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from doctor.diagnose import diagnose
 from doctor.inventory import Inventory
 from doctor.redaction import redact_text
 from doctor.registry import all_checks
 from doctor.sources import load_snapshot
 from doctor.sources.record import write_snapshot
+from doctor.state import JobsState, LiveState
+from service.params import DEFAULTS
 
 NOW = 1_800_000_000.0
 WORKER = "node-1:4242:0"
@@ -167,7 +171,7 @@ def faulty_state() -> dict:
 
 def faulty_inventory() -> Inventory:
     inventory = Inventory(source="live")
-    inventory.state.update(faulty_state())
+    inventory.live = LiveState.from_json(faulty_state())
     inventory.add(
         {
             "kind": "ConfigMap",
@@ -232,7 +236,7 @@ def test_every_live_check_names_its_resource_and_evidence():
 def test_healthy_state_is_quiet():
     inventory = Inventory(source="live")
     state = faulty_state()
-    inventory.state.update(
+    inventory.live = LiveState.from_json(
         {
             "probes": [{"component": "redis", "target": "x", "ok": True}],
             "jobs": {
@@ -265,6 +269,120 @@ def test_snapshot_redacts_and_diagnoses_the_same(tmp_path):
     live = {(f.code, f.resource, f.evidence) for f in diagnose(inventory).findings}
     again = {(f.code, f.resource, f.evidence) for f in diagnose(offline).findings}
     assert live == again
+
+
+def test_a_written_snapshot_loads_back_the_same_typed_state(tmp_path):
+    inventory = faulty_inventory()
+    write_snapshot(inventory, str(tmp_path))
+    assert load_snapshot(str(tmp_path)).live == inventory.live
+
+
+def test_an_older_snapshot_loads_and_a_state_file_of_the_wrong_shape_is_skipped(tmp_path):
+    (tmp_path / "probes.json").write_text(
+        json.dumps([{"component": "redis", "target": "redis:6379", "ok": False, "kind": None}])
+    )
+    (tmp_path / "jobs.json").write_text(json.dumps({"server_time": NOW, "worker_ttl_seconds": 15}))
+    (tmp_path / "ray.json").write_text(json.dumps({"address": "ray-head:6379", "nodes": {}}))
+    (tmp_path / "service.json").write_text("[]")
+    offline = load_snapshot(str(tmp_path))
+    assert [(p.component, p.ok, p.kind, p.where) for p in offline.live.probes] == [
+        ("redis", False, None, "doctor")
+    ]
+    assert offline.live.jobs == JobsState(server_time=NOW)
+    assert offline.live.ray is None and offline.live.service is None
+    reasons = {skipped.path.rsplit("/", 1)[-1]: skipped.reason for skipped in offline.skipped}
+    assert reasons == {
+        "ray.json": "is not the ray state a snapshot records: nodes is an object, not a list",
+        "service.json": "is not the service state a snapshot records: a list, not an object",
+    }
+
+
+TTL_ASSUMED = "15s (the service's default, assumed: the input sets no MOCHI_WORKER_TTL_SECONDS)"
+
+
+def heartbeat_inventory(ttl_setting: dict | None = None) -> Inventory:
+    """A job queued for 15 minutes and one running on the only worker, last seen 100 s ago."""
+    inventory = Inventory(source="live")
+    inventory.live.jobs = JobsState(
+        server_time=NOW,
+        workers={WORKER: {"model": "genmo/mochi-1-preview", "device_memory_gib": 80.0}},
+        workers_seen={WORKER: NOW - 100},
+        jobs=[
+            job("a" * 32, "running", worker=WORKER, heartbeat_at=NOW - 5, lease_expires=NOW + 25),
+            job("c" * 32, "queued", created_at=NOW - 900),
+        ],
+    )
+    if ttl_setting:
+        inventory.add(ttl_setting)
+    return inventory
+
+
+def evidence(inventory: Inventory, code: str) -> list[str]:
+    return [f.evidence for f in diagnose(inventory).findings if f.code == code]
+
+
+def test_without_the_deployments_worker_ttl_the_default_is_assumed_and_said():
+    inventory = heartbeat_inventory()
+    assert evidence(inventory, "JOB002") == [
+        f"oldest job {'c' * 32} queued 900s; queue length None; live workers 0, seen within the "
+        f"worker TTL of {TTL_ASSUMED}"
+    ]
+    assert evidence(inventory, "JOB004") == [
+        f"job {'a' * 32}: worker {WORKER} is not heartbeating within the worker TTL of "
+        f"{TTL_ASSUMED}"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("setting", "source"),
+    [
+        (
+            {
+                "kind": "ConfigMap",
+                "metadata": {"name": "mochi-settings", "namespace": "mochi"},
+                "data": {"MOCHI_WORKER_TTL_SECONDS": "120"},
+            },
+            "ConfigMap mochi-settings MOCHI_WORKER_TTL_SECONDS",
+        ),
+        (
+            {
+                "kind": "Pod",
+                "metadata": {"name": "api", "namespace": "mochi"},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "api",
+                            "env": [{"name": "MOCHI_WORKER_TTL_SECONDS", "value": "120"}],
+                        }
+                    ]
+                },
+            },
+            "Pod/mochi/api env MOCHI_WORKER_TTL_SECONDS",
+        ),
+    ],
+)
+def test_the_deployments_worker_ttl_decides_which_workers_are_live(setting, source):
+    inventory = heartbeat_inventory(setting)
+    assert evidence(inventory, "JOB004") == []  # seen 100 s ago: live within 120 s
+    assert evidence(inventory, "JOB002") == [  # its one live worker is busy
+        f"oldest job {'c' * 32} queued 900s; queue length None; live workers 1, seen within the "
+        f"worker TTL of 120s ({source})"
+    ]
+
+
+def test_job003_names_the_frames_and_size_a_job_without_them_runs_with():
+    inventory = Inventory(source="live")
+    inventory.live.jobs = JobsState(
+        server_time=NOW,
+        workers={WORKER: {"model": "genmo/mochi-1-preview", "device_memory_gib": 4.0}},
+        workers_seen={WORKER: NOW - 1},
+        jobs=[job("c" * 32, "queued", created_at=NOW - 10, params={"prompt": "p"})],
+    )
+    assert evidence(inventory, "JOB003") == [
+        f"job {'c' * 32}: {DEFAULTS['num_frames']} frames {DEFAULTS['height']}x"
+        f"{DEFAULTS['width']}; worker device memory GiB: [4.0]; live workers: those seen within "
+        f"the worker TTL of {TTL_ASSUMED}"
+    ]
 
 
 def test_redact_text():

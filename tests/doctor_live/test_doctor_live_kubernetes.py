@@ -13,8 +13,8 @@ from .conftest import RECORDED
 
 def test_live_read_gives_the_snapshot_findings(recorded_api):
     live = read_live(LiveOptions(kubernetes=True, context="recorded", timeout=10))
-    probes = live.state["probes"]
-    assert [p for p in probes if p["component"] == "kubernetes"][0]["ok"], probes
+    probes = live.live.probes
+    assert [p for p in probes if p.component == "kubernetes"][0].ok, probes
     assert len(live.of("Pod")) == 5 and len(live.of("Node")) == 2
     offline = load_snapshot(str(RECORDED))
     # The live read is scoped to the context's namespace; the dump also holds a pod of namespace
@@ -34,7 +34,8 @@ def test_secrets_never_leave_the_reader_and_logs_are_read(recorded_api):
     for secret in live.of("Secret"):
         assert set(secret.get("data", {}).values()) <= {"<redacted>"}
     assert all("managedFields" not in (o.get("metadata") or {}) for o in live.of("Pod"))
-    assert "kubernetes" in live.state and live.state["kubernetes"]["namespace"] == "mochi-video-gen"
+    kubernetes = live.live.kubernetes
+    assert kubernetes is not None and kubernetes.namespace == "mochi-video-gen"
 
 
 def test_cli_with_context_and_junit(recorded_api, tmp_path, capsys):

@@ -190,7 +190,7 @@ def test_live_read_gives_kuberay_objects_and_their_status_findings(kuberay_api):
     live = read_live(LiveOptions(kubernetes=True, context="recorded", timeout=10))
     assert [len(live.of(k)) for k in ("RayCluster", "RayJob", "RayService")] == [1, 1, 1]
     assert live.of("RayCronJob") == []
-    assert live.state["kubernetes"]["errors"] == {}
+    assert live.live.kubernetes.errors == {}
     assert "managedFields" not in live.of("RayJob")[0]["metadata"]
     findings = {(f.code, f.resource): f for f in diagnose(live).findings}
 
@@ -211,7 +211,7 @@ def test_live_read_gives_kuberay_objects_and_their_status_findings(kuberay_api):
 def test_a_forbidden_kuberay_kind_is_recorded_and_the_rest_is_read(kuberay_api):
     kuberay_api({"rayjobs": custom_list("RayJob", RAY_JOB), "rayservices": 403})
     live = read_live(LiveOptions(kubernetes=True, timeout=10))
-    errors = live.state["kubernetes"]["errors"]
+    errors = live.live.kubernetes.errors
     assert set(errors) == {"rayservices"} and "403" in errors["rayservices"]
     assert len(live.of("RayJob")) == 1 and live.of("RayService") == []
     assert "RAY012" in {f.code for f in diagnose(live).findings}

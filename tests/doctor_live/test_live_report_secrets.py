@@ -78,7 +78,7 @@ class SecretApi(RecordedApi):
 
     def do_GET(self):  # noqa: N802 - http.server's name
         if self.path.split("?", 1)[0].endswith("/log"):
-            (log,) = recorded_cluster().state["logs"].values()
+            (log,) = recorded_cluster().live.logs.values()
             body = log.encode()
             self.send_response(200)
             self.send_header("Content-Type", "text/plain")
@@ -108,9 +108,9 @@ def leaks(text: str) -> list[str]:
 
 def test_the_live_read_holds_no_secret_value(secret_cluster):
     live = read_live(LiveOptions(kubernetes=True, timeout=10))
-    assert [p for p in live.state["probes"] if p["component"] == "kubernetes"][0]["ok"]
-    assert "Pod/mochi/redis-0/redis" in live.state.get("logs", {}), live.state["kubernetes"]
-    held = json.dumps({"objects": live.objects, "state": live.state}, default=str)
+    assert [p for p in live.live.probes if p.component == "kubernetes"][0].ok
+    assert "Pod/mochi/redis-0/redis" in (live.live.logs or {}), live.live.kubernetes
+    held = json.dumps({"objects": live.objects, "state": live.live.to_json()}, default=str)
     assert leaks(held) == []
 
 

@@ -14,6 +14,7 @@ from doctor.sources import load_snapshot
 from doctor.sources.probe import Deadline
 from doctor.sources.record import write_snapshot
 from doctor.sources.redis_live import read_redis
+from doctor.state import RedisState
 from service.processes import LOCAL_REDIS_MAXMEMORY_BYTES
 
 MIB = 2**20
@@ -22,13 +23,13 @@ HEADROOM = [c for c in all_checks() if c.code == "REDIS006"]
 
 def recorded(used: int, maxmemory: int, policy: str = "noeviction", **config_map) -> Inventory:
     inventory = Inventory(source="live")
-    inventory.state["redis"] = {
-        "url": "redis://redis:6379/0",
-        "reachable": True,
-        "password_used": True,
-        "info": {"used_memory": used, "maxmemory": maxmemory, "maxmemory_policy": policy},
-        "config": {"maxmemory": str(maxmemory), "maxmemory-policy": policy},
-    }
+    inventory.live.redis = RedisState(
+        url="redis://redis:6379/0",
+        reachable=True,
+        password_used=True,
+        info={"used_memory": used, "maxmemory": maxmemory, "maxmemory_policy": policy},
+        config={"maxmemory": str(maxmemory), "maxmemory-policy": policy},
+    )
     if config_map:
         inventory.add(
             {
@@ -92,7 +93,7 @@ def test_the_high_water_mark_comes_from_the_deployed_configmap():
 
 def test_unreachable_redis_says_nothing_here():
     inventory = Inventory(source="live")
-    inventory.state["redis"] = {"url": "redis://redis:6379/0", "reachable": False}
+    inventory.live.redis = RedisState(url="redis://redis:6379/0", reachable=False)
     assert headroom(inventory) == []
 
 
@@ -110,7 +111,7 @@ def live_headroom(server) -> list:
     state, jobs, probe = read_redis(server.url, server.password, Deadline(5))
     assert probe.ok, probe
     inventory = Inventory(source="live")
-    inventory.state["redis"] = state
+    inventory.live.redis = RedisState.from_json(state)
     return headroom(inventory)
 
 

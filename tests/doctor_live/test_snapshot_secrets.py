@@ -103,7 +103,7 @@ def recorded_cluster() -> Inventory:
             },
         }
     )
-    inventory.state["logs"] = {
+    inventory.live.logs = {
         f"Pod/{NAMESPACE}/redis-0/redis": f"+ redis-cli -a {s['log redis-cli -a']} ping\n"
         f"connecting to redis://default:{s['log URL password']}@redis:6379/0\n"
         f"retrying with password={s['log password=']}\n"

@@ -18,6 +18,7 @@ from doctor.checks.jobs import jobs_nobody_can_run
 from doctor.diagnose import diagnose
 from doctor.inventory import Inventory
 from doctor.sources import load_manifests
+from doctor.state import JobsState
 from infra import config, render
 from policy import gaps
 from service import auth, image_refs, quantities
@@ -214,12 +215,12 @@ def test_infra_the_doctor_and_the_api_agree_on_the_largest_job(tmp_path, api_for
 def queued_job_verdicts(params: dict, gpu_gib: float) -> list:
     """JOB003's hits for one queued job with these params on one live worker."""
     inventory = Inventory()
-    inventory.state["jobs"] = {
-        "server_time": 1000.0,
-        "workers_seen": {"worker-1": 1000.0},
-        "workers": {"worker-1": {"device_memory_gib": gpu_gib, "model": MOCHI}},
-        "jobs": [{"id": "job-1", "status": "queued", "params": params}],
-    }
+    inventory.live.jobs = JobsState(
+        server_time=1000.0,
+        workers_seen={"worker-1": 1000.0},
+        workers={"worker-1": {"device_memory_gib": gpu_gib, "model": MOCHI}},
+        jobs=[{"id": "job-1", "status": "queued", "params": params}],
+    )
     return list(jobs_nobody_can_run(inventory))
 
 
