@@ -117,9 +117,15 @@ class SettingsError(ValueError):
     pass
 
 
-def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
+def check_one_of(label: str, value: str, allowed: tuple[str, ...]) -> None:
+    """The rule of a setting that takes one of a few values, for Settings and for code that is
+    handed the value directly; `label` names the setting as that caller knows it."""
     if value not in allowed:
-        raise SettingsError(f"MOCHI_{name.upper()}={value!r} must be one of " + ", ".join(allowed))
+        raise SettingsError(f"{label}={value!r} must be one of " + ", ".join(allowed))
+
+
+def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    check_one_of(f"MOCHI_{name.upper()}", value, allowed)
 
 
 def _parse(name: str, raw: str, kind: type):

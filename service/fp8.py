@@ -5,6 +5,9 @@ channel; each call quantizes its input with one scale per token row (dynamic), a
 `torch.nn.functional.scaled_mm` multiplies the two with float32 accumulation, applying both scales
 and the bias before writing bf16. Row-wise scales on both sides keep one large token or output
 channel from coarsening the resolution of all the others, as a single per-tensor scale would.
+
+NVIDIA GPUs only: the e4m3 type AMD's MI300 computes in is float8_e4m3fnuz (another exponent
+bias, no negative zero), which nothing here quantizes to, so a ROCm build is refused up front.
 """
 
 from __future__ import annotations
@@ -41,11 +44,22 @@ def gpu_refusal(capability: tuple[int, int], name: str) -> str | None:
     )
 
 
+def rocm_refusal(hip_version: str | None) -> str | None:
+    """The one sentence that refuses FP8 on a ROCm build of PyTorch; None on any other."""
+    if hip_version is None:
+        return None
+    return (
+        f"FP8 here runs on NVIDIA GPUs only: this PyTorch is a ROCm build (HIP {hip_version}), "
+        "and AMD's MI300 computes FP8 in float8_e4m3fnuz, which this service does not support: "
+        f"{ADVICE}"
+    )
+
+
 def device_refusal(device: str, allow_cpu: bool = False) -> str | None:
     """Why FP8 cannot run on `device`, or None. `allow_cpu` admits PyTorch's CPU emulation of
     scaled_mm, which is slow and exists for tests and the benchmark, never for the service."""
-    if device.startswith("cuda"):
-        return gpu_refusal(
+    if device.startswith("cuda"):  # a ROCm build's AMD GPUs are "cuda" devices too
+        return rocm_refusal(torch.version.hip) or gpu_refusal(
             torch.cuda.get_device_capability(device), torch.cuda.get_device_name(device)
         )
     if allow_cpu and device == "cpu":

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from service import fp8, memory_model
-from service.config import DIT_PRECISIONS
+from service.config import DIT_PRECISIONS, check_one_of
 from service.fp8 import PrecisionRefused as PrecisionRefused  # what load() raises
 from service.params import GenerationParams
 
@@ -65,10 +65,9 @@ def device_memory_gib(device: str, host_memory_gib: float) -> float:
 
 
 def check_precision(dit_precision: str, device: str, allow_cpu_fp8: bool = False) -> None:
-    if dit_precision not in DIT_PRECISIONS:
-        raise ValueError(
-            f"dit_precision={dit_precision!r} must be one of " + ", ".join(DIT_PRECISIONS)
-        )
+    """The value by Settings' own rule (a SettingsError, which is a ValueError), then whether
+    this device runs fp8 (PrecisionRefused)."""
+    check_one_of("dit_precision", dit_precision, DIT_PRECISIONS)
     if dit_precision == "fp8":
         fp8.check_device(device, allow_cpu_fp8)
 

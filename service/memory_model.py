@@ -11,7 +11,7 @@ own GPU and 1/N of the DiT's tokens; rank 0 alone decodes. The plans below are p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from service.config import DIT_PRECISIONS
 
@@ -103,24 +103,39 @@ MOCHI_1 = ModelProfile(
     vae_tiled_gib_per_frame=0.103,
 )
 
-# The tiny model's activations shrink with its widths: DiT hidden 3072 -> 16, VAE decoder
-# channels 768 -> 32. Parameter and head counts are those of service.tiny_model (a test keeps them
-# true), as Mochi-1's are those of diffusers' MochiTransformer3DModel default config.
-_DIT_WIDTH_RATIO = 16 / 3072
-_VAE_WIDTH_RATIO = 32 / 768
-TINY = ModelProfile(
+VAE_DECODE_FIELDS = (
+    "vae_untiled_base_gib",
+    "vae_untiled_gib_per_frame",
+    "vae_tiled_base_gib",
+    "vae_tiled_gib_per_frame",
+)
+
+
+def narrower(
+    profile: ModelProfile, dit_width_ratio: float, vae_width_ratio: float, **own
+) -> ModelProfile:
+    """`profile`'s architecture with narrower layers: the DiT's activations per token and the
+    VAE's decode memory shrink with the widths; `own`: the narrower model's counts and the rest
+    that is its own."""
+    decode = {name: getattr(profile, name) * vae_width_ratio for name in VAE_DECODE_FIELDS}
+    per_token = profile.activation_gib_per_token * dit_width_ratio
+    return replace(profile, activation_gib_per_token=per_token, **decode, **own)
+
+
+# The tiny model's widths: DiT hidden 3072 -> 16, VAE decoder channels 768 -> 32. Parameter and
+# head counts are those of service.tiny_model (a test keeps them true), as Mochi-1's are those of
+# diffusers' MochiTransformer3DModel default config.
+TINY = narrower(
+    MOCHI_1,
+    dit_width_ratio=16 / 3072,
+    vae_width_ratio=32 / 768,
     name="tiny",
     transformer_params=20_280,
     text_encoder_params=18_880,
     vae_params=623_523,
     transformer_linear_params=18_912,
     attention_heads=2,
-    activation_gib_per_token=MOCHI_1.activation_gib_per_token * _DIT_WIDTH_RATIO,
     activation_base_gib=0.0,
-    vae_untiled_base_gib=MOCHI_1.vae_untiled_base_gib * _VAE_WIDTH_RATIO,
-    vae_untiled_gib_per_frame=MOCHI_1.vae_untiled_gib_per_frame * _VAE_WIDTH_RATIO,
-    vae_tiled_base_gib=MOCHI_1.vae_tiled_base_gib * _VAE_WIDTH_RATIO,
-    vae_tiled_gib_per_frame=MOCHI_1.vae_tiled_gib_per_frame * _VAE_WIDTH_RATIO,
     host_pipeline_gib=(20_280 + 18_880 + 623_523) * 4 / GIB,
     bytes_per_param=4,
 )
@@ -148,50 +163,55 @@ def cfg_batch(guidance_scale: float) -> int:
     return 2 if guidance_scale > 1.0 else 1
 
 
+@dataclass(frozen=True)
+class JobShape:
+    """The video a job makes, which is what of the job its memory depends on besides guidance
+    (the DiT's batch: cfg_batch)."""
+
+    num_frames: int
+    height: int
+    width: int
+
+    @property
+    def dit_tokens(self) -> int:
+        return dit_tokens(self.num_frames, self.height, self.width)
+
+    @property
+    def pixel_ratio(self) -> float:
+        return (self.height * self.width) / REFERENCE_PIXELS
+
+
 def dit_activation_gib(
-    profile: ModelProfile,
-    num_frames: int,
-    height: int,
-    width: int,
-    batch: int,
-    gpus_per_job: int = 1,
+    profile: ModelProfile, shape: JobShape, batch: int, gpus_per_job: int = 1
 ) -> float:
     """One rank's DiT activations: its 1/N of the tokens; the base does not shrink with N."""
-    tokens = dit_tokens(num_frames, height, width)
-    per_rank = profile.activation_gib_per_token * tokens * batch / gpus_per_job
+    per_rank = profile.activation_gib_per_token * shape.dit_tokens * batch / gpus_per_job
     return profile.activation_base_gib + per_rank
 
 
 def dit_forward_peak_gib(
     profile: ModelProfile,
-    num_frames: int,
-    height: int,
-    width: int,
+    shape: JobShape,
     batch: int,
     gpus_per_job: int = 1,
     dit_precision: str = "bf16",
 ) -> float:
     """Peak of one rank's DiT forward with only the transformer resident."""
-    activation = dit_activation_gib(profile, num_frames, height, width, batch, gpus_per_job)
+    activation = dit_activation_gib(profile, shape, batch, gpus_per_job)
     return profile.dit_weights_gib(dit_precision) + activation
 
 
-def vae_decode_extra_gib(
-    profile: ModelProfile, num_frames: int, height: int, width: int, tiled: bool
-) -> float:
-    pixel_ratio = (height * width) / REFERENCE_PIXELS
+def vae_decode_extra_gib(profile: ModelProfile, shape: JobShape, tiled: bool) -> float:
     if tiled:
         base, per_frame = profile.vae_tiled_base_gib, profile.vae_tiled_gib_per_frame
     else:
         base, per_frame = profile.vae_untiled_base_gib, profile.vae_untiled_gib_per_frame
-    return (base + per_frame * num_frames) * pixel_ratio
+    return (base + per_frame * shape.num_frames) * shape.pixel_ratio
 
 
-def vae_decode_peak_gib(
-    profile: ModelProfile, num_frames: int, height: int, width: int, tiled: bool
-) -> float:
+def vae_decode_peak_gib(profile: ModelProfile, shape: JobShape, tiled: bool) -> float:
     """Peak of decoding one video with only the VAE resident."""
-    return profile.vae_gib + vae_decode_extra_gib(profile, num_frames, height, width, tiled)
+    return profile.vae_gib + vae_decode_extra_gib(profile, shape, tiled)
 
 
 def staging_peak_gib(params: int) -> float:
@@ -236,9 +256,7 @@ class Plan:
 
 def predicted_peak_gib(
     profile: ModelProfile,
-    num_frames: int,
-    height: int,
-    width: int,
+    shape: JobShape,
     guidance_scale: float,
     cpu_offload: bool,
     vae_tiling: bool,
@@ -247,11 +265,10 @@ def predicted_peak_gib(
     rank: int = 0,
 ) -> float:
     """Peak device memory of one rank of the job; rank 0 alone decodes the video."""
-    batch = cfg_batch(guidance_scale)
-    activation = dit_activation_gib(profile, num_frames, height, width, batch, gpus_per_job)
+    activation = dit_activation_gib(profile, shape, cfg_batch(guidance_scale), gpus_per_job)
     decode_extra = 0.0
     if rank == 0:
-        decode_extra = vae_decode_extra_gib(profile, num_frames, height, width, vae_tiling)
+        decode_extra = vae_decode_extra_gib(profile, shape, vae_tiling)
     if cpu_offload:
         # Model offload keeps one component on the device at a time.
         return max(
@@ -277,14 +294,14 @@ def plan_generation(
     `gpu_memory_gib` is one GPU's; with `gpus_per_job` ranks every GPU must hold its rank's peak,
     and rank 0's (DiT share, then the decode) is the highest.
     """
+    shape = JobShape(num_frames, height, width)
     usable = usable_gpu_gib(gpu_memory_gib)
     candidates = [(False, False), (False, True), (True, False), (True, True)]
     plan = None
     for cpu_offload, vae_tiling in candidates:
         peak = predicted_peak_gib(
-            profile, num_frames, height, width, guidance_scale, cpu_offload, vae_tiling,
-            gpus_per_job, dit_precision,
-        )  # fmt: skip
+            profile, shape, guidance_scale, cpu_offload, vae_tiling, gpus_per_job, dit_precision
+        )
         plan = Plan(
             peak <= usable, cpu_offload, vae_tiling, peak, usable, gpus_per_job, dit_precision
         )

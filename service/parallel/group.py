@@ -9,7 +9,9 @@ leave together. Followers leave after the last step; rank 0 alone decodes and re
 
 Two shapes: `GroupLeader` keeps rank 0 in the caller's process (a pool worker, whose step hook,
 lease and fencing stay local) with ranks 1..N-1 as actors; `WorkerGroup` has every rank an actor
-(tests and benches drive it from outside).
+(tests and benches drive it from outside). Either way rank 0's process makes the group's
+rendezvous (service.parallel.rendezvous: a private FileStore, no listening socket) and closing
+the group removes it.
 
 A rank that dies fails the call at once: the caller waits on all ranks together and raises on the
 first failure, then ends the group (survivors may be blocked in a collective). Collectives and
@@ -21,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import random
-import socket
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -41,6 +42,7 @@ from service.parallel.mochi_plan import (
     disable_context_parallel,
     enable_context_parallel,
 )
+from service.parallel.rendezvous import Rendezvous, bind_to_loopback
 from service.params import MAX_SEED, GenerationParams
 
 # genmo/mochi-1-preview's transformer config; the tiny model reads its own.
@@ -65,21 +67,14 @@ def attention_heads(model: str) -> int:
     return MOCHI_1_ATTENTION_HEADS
 
 
-def rendezvous_address() -> str:
-    """A free TCP port on this node, for rank 0's torch.distributed store."""
-    host = ray.util.get_node_ip_address()
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return f"tcp://{host}:{sock.getsockname()[1]}"
-
-
-def join_process_group(rank: int, world_size: int, address: str, timeout_s: float) -> str:
+def join_process_group(rank: int, world_size: int, rendezvous: Rendezvous, timeout_s: float) -> str:
     """NCCL for CUDA tensors where there is a GPU; gloo for CPU tensors always (the per-job
-    broadcasts and step flags are small CPU tensors)."""
+    broadcasts and step flags are small CPU tensors). Both on loopback: all ranks share a node."""
     backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
+    bind_to_loopback()
     dist.init_process_group(
         backend,
-        init_method=address,
+        init_method=rendezvous.init_method,
         rank=rank,
         world_size=world_size,
         timeout=timedelta(seconds=timeout_s),
@@ -95,11 +90,12 @@ class ContextParallelRank:
         self.engine_options = engine_options or {}
         self.engine: GenerationEngine | None = None
 
-    def address(self) -> str:
-        return rendezvous_address()
+    def rendezvous(self) -> Rendezvous:
+        """Made by rank 0, on the group's node."""
+        return Rendezvous.create()
 
-    def join(self, address: str, timeout_s: float) -> str:
-        backend = join_process_group(self.rank, self.world_size, address, timeout_s)
+    def join(self, rendezvous: Rendezvous, timeout_s: float) -> str:
+        backend = join_process_group(self.rank, self.world_size, rendezvous, timeout_s)
         self.engine = GenerationEngine.load(self.model, **self.engine_options)
         if self.world_size > 1:
             split_engine(self.engine, self.world_size)
@@ -271,12 +267,44 @@ def wait_all(
     return ray.get(calls)
 
 
-class WorkerGroup:
+class _RankActors:
+    """What both shapes share: rank actors in a placement group, the rendezvous they met
+    through, and how the group ends, after a failure too (`close`)."""
+
+    def __init__(self, actors: list, placement, owns_placement: bool, timeout_s: float):
+        self.actors, self.placement, self.owns_placement = actors, placement, owns_placement
+        self.timeout_s = timeout_s
+        self.rendezvous: Rendezvous | None = None
+
+    def _wait(self, calls: list, what: str, leader_call=None) -> list:
+        return wait_all(calls, what, self.timeout_s, self.close, leader_call)
+
+    def close(self) -> None:
+        for actor in self.actors:
+            ray.kill(actor)
+        self.actors = []
+        self._leave_process_group()
+        if self.rendezvous is not None:
+            self.rendezvous.remove()
+            self.rendezvous = None
+        if self.owns_placement and self.placement is not None:
+            remove_placement_group(self.placement)
+        self.placement = None
+
+    def _leave_process_group(self) -> None:
+        """This process's own rank, where it has one."""
+
+
+class WorkerGroup(_RankActors):
     """N ranks, all actors, for one job at a time (tests and benches drive it from outside).
     Built by `start`; unusable (closed) after a failure."""
 
     def __init__(self, ranks: list, placement, timeout_s: float):
-        self.ranks, self.placement, self.timeout_s = ranks, placement, timeout_s
+        super().__init__(ranks, placement, True, timeout_s)
+
+    @property
+    def ranks(self) -> list:
+        return self.actors
 
     @classmethod
     def start(
@@ -292,8 +320,9 @@ class WorkerGroup:
         placement = reserve_placement(world_size, bundle, timeout_s)
         ranks = start_ranks(placement, range(world_size), world_size, model, bundle)
         group = cls(ranks, placement, timeout_s)
-        address = group._wait([ranks[0].address.remote()], "rendezvous")[0]
-        group._wait([rank.join.remote(address, timeout_s) for rank in ranks], "rendezvous")
+        group.rendezvous = group._wait([ranks[0].rendezvous.remote()], "rendezvous")[0]
+        joins = [rank.join.remote(group.rendezvous, timeout_s) for rank in ranks]
+        group._wait(joins, "rendezvous")
         return group
 
     def generate(
@@ -305,26 +334,19 @@ class WorkerGroup:
         calls = [lead_call] + [rank.run.remote(None) for rank in self.ranks[1:]]
         return self._wait(calls, "generate", lead_call)[0]
 
-    def _wait(self, calls: list, what: str, leader_call=None) -> list:
-        return wait_all(calls, what, self.timeout_s, self.close, leader_call)
 
-    def close(self) -> None:
-        for rank in self.ranks:
-            ray.kill(rank)
-        self.ranks = []
-        if self.placement is not None:
-            remove_placement_group(self.placement)
-            self.placement = None
-
-
-class GroupLeader:
+class GroupLeader(_RankActors):
     """Rank 0 in this process, on the caller's engine (a pool worker keeps its step hook, lease
     and fencing local); ranks 1..N-1 are actors in bundles 1..N-1 of the placement group.
     `generate` keeps WorkerGroup.generate's contract; after a GroupFailed the leader is closed."""
 
     def __init__(self, engine, followers: list, placement, owns_placement: bool, timeout_s):
-        self.engine, self.followers, self.timeout_s = engine, followers, timeout_s
-        self.placement, self.owns_placement = placement, owns_placement
+        super().__init__(followers, placement, owns_placement, timeout_s)
+        self.engine = engine
+
+    @property
+    def followers(self) -> list:
+        return self.actors
 
     @property
     def world_size(self) -> int:
@@ -353,10 +375,10 @@ class GroupLeader:
             placement, range(1, world_size), world_size, engine.model, bundle, engine_options
         )
         leader = cls(engine, followers, placement, owns, timeout_s)
-        address = rendezvous_address()
-        joins = [follower.join.remote(address, timeout_s) for follower in followers]
+        leader.rendezvous = Rendezvous.create()
+        joins = [follower.join.remote(leader.rendezvous, timeout_s) for follower in followers]
         try:
-            join_process_group(0, world_size, address, timeout_s)
+            join_process_group(0, world_size, leader.rendezvous, timeout_s)
         except Exception as error:  # a follower never came: the store's wait timed out
             leader.close()
             raise GroupFailed(f"rendezvous: rank 0 could not join the group: {error}") from error
@@ -379,15 +401,6 @@ class GroupLeader:
         self._wait(calls, "generate")
         return result
 
-    def _wait(self, calls: list, what: str) -> list:
-        return wait_all(calls, what, self.timeout_s, self.close)
-
-    def close(self) -> None:
-        for follower in self.followers:
-            ray.kill(follower)
-        self.followers = []
+    def _leave_process_group(self) -> None:
         if dist.is_initialized():
             dist.destroy_process_group()
-        if self.owns_placement and self.placement is not None:
-            remove_placement_group(self.placement)
-        self.placement = None

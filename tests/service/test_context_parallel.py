@@ -9,6 +9,7 @@ processor (attention confined to a rank's share) the layer test's outputs move b
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import tempfile
@@ -22,6 +23,7 @@ import numpy as np
 import pytest
 import ray
 import torch
+from ray._private import state as ray_state
 
 from service.config import Settings
 from service.generation import GenerationEngine, JobStopped
@@ -34,30 +36,24 @@ from service.parallel.group import (
     GroupLeader,
     WorkerGroup,
     join_process_group,
-    rendezvous_address,
     split_for,
 )
 from service.parallel.mochi_plan import ParallelismRefused, enable_context_parallel
-from service.params import GenerationParams
+from service.parallel.rendezvous import (
+    SOCKET_INTERFACE_VARIABLES,
+    Rendezvous,
+    bind_to_loopback,
+    remove_on_node,
+)
 from service.polling import wait_until
 from service.processes import free_port
 from service.tiny_model import build_transformer
 from service.video import count_frames
 from service.worker import GenerationWorker
+from tests.service.listening import ports, wide_ports
+from tests.service.tiny_jobs import FOX_JOB as JOB
 
 FRAME_TOLERANCE = 1e-4
-# 13 frames at 80x112: 3 latent frames of 5x7 patches, 105 video tokens, split 53 + 52; the
-# prompt's tokens all fall in rank 0's half of the text, the empty negative prompt's too.
-JOB = GenerationParams(
-    prompt="a red fox",
-    negative_prompt="",
-    num_frames=13,
-    height=80,
-    width=112,
-    num_inference_steps=4,
-    guidance_scale=4.5,
-    seed=7,
-)
 ENDED = ("succeeded", "failed", "canceled")
 WORKER_JOB = {
     "prompt": "a fox",
@@ -139,11 +135,11 @@ def _transformer_inputs():
 
 @ray.remote(num_cpus=1)
 class _TransformerRank:
-    def address(self) -> str:
-        return rendezvous_address()
+    def rendezvous(self) -> Rendezvous:
+        return Rendezvous.create()
 
-    def forward(self, rank: int, world_size: int, address: str) -> np.ndarray:
-        join_process_group(rank, world_size, address, timeout_s=60)
+    def forward(self, rank: int, world_size: int, rendezvous: Rendezvous) -> np.ndarray:
+        join_process_group(rank, world_size, rendezvous, timeout_s=60)
         transformer = _random_transformer()
         enable_context_parallel(transformer, torch.device("cpu"))
         with torch.no_grad():
@@ -154,8 +150,9 @@ def test_the_plan_splits_every_input_of_the_transformer_right(local_ray):
     with torch.no_grad():
         whole = _random_transformer()(*_transformer_inputs(), return_dict=False)[0].numpy()
     ranks = [_TransformerRank.remote() for _ in range(2)]
-    address = ray.get(ranks[0].address.remote(), timeout=60)
-    outputs = ray.get([r.forward.remote(i, 2, address) for i, r in enumerate(ranks)], timeout=120)
+    rendezvous = ray.get(ranks[0].rendezvous.remote(), timeout=60)
+    calls = [r.forward.remote(i, 2, rendezvous) for i, r in enumerate(ranks)]
+    outputs = ray.get(calls, timeout=120)
     scale = float(np.abs(whole).max())
     for rank, output in enumerate(outputs):
         deviation = float(np.abs(output - whole).max())
@@ -163,6 +160,7 @@ def test_the_plan_splits_every_input_of_the_transformer_right(local_ray):
         assert deviation <= 1e-5 * scale
     for rank in ranks:
         ray.kill(rank)
+    rendezvous.remove()
 
 
 def test_a_stop_on_rank_0_stops_every_rank_and_the_group_serves_on(two_ranks):
@@ -181,9 +179,16 @@ def test_a_world_size_not_dividing_the_heads_is_refused(local_ray):
         WorkerGroup.start(3, "tiny")
 
 
+def test_the_ranks_meet_in_a_private_directory_and_listen_on_loopback_only(two_ranks):
+    directory = Path(two_ranks.rendezvous.directory)
+    assert directory.stat().st_mode & 0o777 == 0o700
+    assert_only_ray_listens_beyond_loopback(two_ranks.ranks)
+
+
 def test_a_killed_rank_fails_the_call_within_a_bound(two_ranks):
     group = two_ranks
     survivor, victim = group.ranks
+    directory = Path(group.rendezvous.directory)
 
     def kill_rank_1(step: int, total: int) -> None:
         if step == 1:
@@ -196,8 +201,62 @@ def test_a_killed_rank_fails_the_call_within_a_bound(two_ranks):
     print(f"a killed rank failed the call after {elapsed:.1f} s")
     assert elapsed < group.timeout_s
     assert group.ranks == []
+    assert not directory.exists()
     with pytest.raises(ray.exceptions.RayActorError):
-        ray.get(survivor.address.remote(), timeout=30)
+        ray.get(survivor.rendezvous.remote(), timeout=30)
+
+
+# --- the rendezvous: no socket beyond loopback, nothing left behind ---------------------------
+
+
+def assert_only_ray_listens_beyond_loopback(ranks: list) -> None:
+    """A rank actor's process listens beyond loopback on Ray's own port alone (its core
+    worker's, which every actor has), and its interface variables name loopback."""
+    for rank in ranks:
+        actor = ray_state.actors(rank._actor_id.hex())
+        assert wide_ports(actor["Pid"]) <= {actor["Address"]["Port"]}, actor["Pid"]
+        environ = ray.get(rank.__ray_call__.remote(lambda _: dict(os.environ)), timeout=30)
+        assert {name: environ.get(name) for name in SOCKET_INTERFACE_VARIABLES} == {
+            name: os.environ.get(name, "lo") for name in SOCKET_INTERFACE_VARIABLES
+        }
+
+
+def test_a_leader_in_this_process_listens_on_loopback_only_and_leaves_nothing(local_ray):
+    wide_before, before = wide_ports(os.getpid()), ports(os.getpid())
+    leader = GroupLeader.start(GenerationEngine.load("tiny"), 2, timeout_s=120)
+    try:
+        directory = Path(leader.rendezvous.directory)
+        assert directory.stat().st_mode & 0o777 == 0o700
+        assert wide_ports(os.getpid()) <= wide_before
+        assert_only_ray_listens_beyond_loopback(leader.followers)
+    finally:
+        leader.close()
+    assert not directory.exists()
+    assert ports(os.getpid()) <= before
+
+
+def test_each_formation_has_a_directory_of_its_own(local_ray):
+    first, second = Rendezvous.create(), Rendezvous.create()
+    try:
+        assert first.directory != second.directory
+        assert first.init_method == f"file://{first.directory}/store"
+    finally:
+        first.remove()
+        second.remove()
+    assert not Path(first.directory).exists() and not Path(second.directory).exists()
+
+
+def test_a_directory_is_removed_by_a_task_pinned_to_its_node(local_ray):
+    directory = Path(tempfile.mkdtemp(prefix="mochi-rendezvous-"))
+    (directory / "store").write_text("")
+    remove_on_node(ray.get_runtime_context().get_node_id(), str(directory))
+    assert not directory.exists()
+
+
+def test_ranks_bind_to_loopback_unless_the_operator_named_an_interface():
+    environ = {"NCCL_SOCKET_IFNAME": "ib0"}
+    bind_to_loopback(environ)
+    assert environ == {"GLOO_SOCKET_IFNAME": "lo", "NCCL_SOCKET_IFNAME": "ib0"}
 
 
 # --- a pool worker leading a group: rank 0 in this process ------------------------------------

@@ -28,8 +28,8 @@ from torch import nn
 from service import fp8, generation
 from service.fp8 import Fp8Linear, PrecisionRefused
 from service.generation import GenerationEngine
-from service.params import GenerationParams
 from service.tiny_model import build_tiny_pipeline, build_transformer
+from tests.service.tiny_jobs import FOX_JOB as JOB
 
 U = 2.0**-4  # e4m3 unit roundoff
 SUBNORMAL_HALF_SPACING = 2.0**-10
@@ -44,16 +44,6 @@ LATENT_RELATIVE_TOLERANCE = 0.10
 CPU_REFUSAL = (
     "FP8 needs a GPU of compute capability 8.9 or newer (Ada, Hopper); this worker has no CUDA "
     "GPU (device cpu): set MOCHI_DIT_PRECISION=bf16"
-)
-JOB = GenerationParams(
-    prompt="a red fox",
-    negative_prompt="",
-    num_frames=13,
-    height=80,
-    width=112,
-    num_inference_steps=4,
-    guidance_scale=4.5,
-    seed=7,
 )
 
 
@@ -168,6 +158,19 @@ def test_gpus_below_compute_capability_8_9_are_refused_in_one_sentence(capabilit
         "FP8 needs a GPU of compute capability 8.9 or newer (Ada, Hopper); "
         f"this GPU is {major}.{minor} ({name}): set MOCHI_DIT_PRECISION=bf16"
     )
+
+
+def test_a_rocm_build_is_refused_naming_the_build_and_e4m3fnuz(monkeypatch):
+    """Before any device query: this machine need not have the GPU the build is for."""
+    monkeypatch.setattr(torch.version, "hip", "6.2.41133-dd7f95766")
+    assert fp8.device_refusal("cuda:0") == (
+        "FP8 here runs on NVIDIA GPUs only: this PyTorch is a ROCm build "
+        "(HIP 6.2.41133-dd7f95766), and AMD's MI300 computes FP8 in float8_e4m3fnuz, which this "
+        "service does not support: set MOCHI_DIT_PRECISION=bf16"
+    )
+    with pytest.raises(PrecisionRefused, match="ROCm build .* float8_e4m3fnuz"):
+        fp8.check_device("cuda")
+    assert fp8.device_refusal("cpu", allow_cpu=True) is None  # the CPU emulation is the same
 
 
 def test_the_cpu_is_refused_without_allow_cpu_and_nothing_is_swapped():

@@ -3,7 +3,6 @@ and the API are on 127.0.0.1, Redis with a password; the state is readable by it
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import subprocess
@@ -16,6 +15,7 @@ import redis
 
 from service.config import Settings, SettingsError
 from service.processes import RedisServer, free_port, session_members
+from tests.service.listening import is_loopback, listeners
 
 GCS_CALL = (
     "import sys; from ray._raylet import GcsClient; "
@@ -25,34 +25,12 @@ GCS_CALL = (
 
 def stack_pids(stack) -> set[int]:
     """The sessions of the servers the stack started. This process (the API and supervisor
-    threads) is judged by in_process_listeners: other tests may have left servers in it (a
-    torch.distributed store of an in-process rank 0)."""
+    threads) is judged by in_process_listeners: other tests may have left servers in it."""
     pids = set()
     for process in (stack.redis.process, stack.ray.process):
         pids.update(session_members(process.pid))
         pids.update(child.pid for child in psutil.Process(process.pid).children(recursive=True))
     return pids
-
-
-def listeners(pids: set[int]) -> list[tuple[int, str, str, int]]:
-    found = []
-    for pid in sorted(pids):
-        try:
-            process = psutil.Process(pid)
-            sockets = process.net_connections(kind="inet")
-            name = process.name()
-        except psutil.NoSuchProcess:
-            continue
-        for sock in sockets:
-            if sock.status == psutil.CONN_LISTEN:
-                found.append((pid, name, sock.laddr.ip, sock.laddr.port))
-    return found
-
-
-def is_loopback(ip: str) -> bool:
-    address = ipaddress.ip_address(ip)
-    mapped = getattr(address, "ipv4_mapped", None)
-    return (mapped or address).is_loopback
 
 
 def ray_pids(stack) -> set[int]:

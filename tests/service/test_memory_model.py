@@ -1,6 +1,7 @@
 """The memory model against every measurement in shared/data (copied to tests/data)."""
 
 import json
+from dataclasses import astuple
 from pathlib import Path
 
 import pytest
@@ -18,16 +19,16 @@ PARAMS = {
 }
 
 
+def video(row: dict) -> mm.JobShape:
+    return mm.JobShape(row["frames"], row["height"], row["width"])
+
+
 def predicted(row: dict) -> float:
     component = row["component"]
     if component == "transformer_forward":
-        return mm.dit_forward_peak_gib(
-            mm.MOCHI_1, row["frames"], row["height"], row["width"], row["batch"]
-        )
+        return mm.dit_forward_peak_gib(mm.MOCHI_1, video(row), row["batch"])
     if component == "vae_decode":
-        return mm.vae_decode_peak_gib(
-            mm.MOCHI_1, row["frames"], row["height"], row["width"], row["tiling"]
-        )
+        return mm.vae_decode_peak_gib(mm.MOCHI_1, video(row), row["tiling"])
     if component in PARAMS:
         return mm.staging_peak_gib(PARAMS[component])
     # The text encoder's forward row repeats its build peak (fp32 staging): the counter was not
@@ -80,7 +81,7 @@ def test_85_frames_decodes_untiled_on_h200_but_tiled_on_h100():
 
 
 def test_163_frames_untiled_needs_115_gib_so_an_80gb_card_tiles():
-    untiled = mm.vae_decode_peak_gib(mm.MOCHI_1, 163, 480, 848, tiled=False)
+    untiled = mm.vae_decode_peak_gib(mm.MOCHI_1, mm.JobShape(163, 480, 848), tiled=False)
     assert untiled == pytest.approx(115.3, rel=0.02)
     plan = mm.plan_generation(mm.MOCHI_1, 163, 480, 848, 4.5, H100_GIB)
     assert plan.fits and plan.vae_tiling and not plan.cpu_offload
@@ -95,8 +96,8 @@ def test_small_gpu_offloads_and_too_small_gpu_refuses():
 
 
 def test_activation_memory_scales_with_pixels():
-    small = mm.dit_activation_gib(mm.MOCHI_1, 85, 240, 424, 2)
-    full = mm.dit_activation_gib(mm.MOCHI_1, 85, 480, 848, 2)
+    small = mm.dit_activation_gib(mm.MOCHI_1, mm.JobShape(85, 240, 424), 2)
+    full = mm.dit_activation_gib(mm.MOCHI_1, mm.JobShape(85, 480, 848), 2)
     assert full > 3.5 * small
 
 
@@ -147,29 +148,33 @@ def test_tiny_transformer_counts_are_those_of_the_built_model():
     )
 
 
-LONG_JOB = (163, 848, 848, 4.5)  # the largest job the API admits
+# The largest job the API admits: its video, and guidance on.
+LONG_VIDEO, GUIDANCE = mm.JobShape(163, 848, 848), 4.5
+LONG_JOB = (*astuple(LONG_VIDEO), GUIDANCE)  # plan_generation's job arguments
 
 
 @pytest.mark.parametrize("profile", [mm.MOCHI_1, mm.TINY], ids=["mochi-1", "tiny"])
 def test_each_rank_holds_half_the_dit_tokens_but_all_the_weights(profile):
-    frames, height, width, _ = LONG_JOB
-    whole = mm.dit_activation_gib(profile, frames, height, width, 2)
-    half = mm.dit_activation_gib(profile, frames, height, width, 2, gpus_per_job=2)
+    whole = mm.dit_activation_gib(profile, LONG_VIDEO, 2)
+    half = mm.dit_activation_gib(profile, LONG_VIDEO, 2, gpus_per_job=2)
     base = profile.activation_base_gib
     assert half - base == pytest.approx((whole - base) / 2)
-    follower = mm.predicted_peak_gib(profile, *LONG_JOB, False, True, gpus_per_job=2, rank=1)
+    follower = mm.predicted_peak_gib(
+        profile, LONG_VIDEO, GUIDANCE, False, True, gpus_per_job=2, rank=1
+    )
     assert follower == pytest.approx(profile.resident_gib + half)
 
 
 def test_rank_0_alone_decodes_so_its_peak_sets_the_plan():
     profile = mm.MOCHI_1
-    frames, height, width, guidance = LONG_JOB
-    decode = mm.vae_decode_extra_gib(profile, frames, height, width, tiled=True)
-    share = mm.dit_activation_gib(profile, frames, height, width, 2, gpus_per_job=2)
+    decode = mm.vae_decode_extra_gib(profile, LONG_VIDEO, tiled=True)
+    share = mm.dit_activation_gib(profile, LONG_VIDEO, 2, gpus_per_job=2)
     assert decode > share  # a tiled decode still outweighs a rank's DiT share
     one = mm.plan_generation(profile, *LONG_JOB, H100_GIB)
     two = mm.plan_generation(profile, *LONG_JOB, H100_GIB, gpus_per_job=2)
-    rank_1 = mm.predicted_peak_gib(profile, *LONG_JOB, False, True, gpus_per_job=2, rank=1)
+    rank_1 = mm.predicted_peak_gib(
+        profile, LONG_VIDEO, GUIDANCE, False, True, gpus_per_job=2, rank=1
+    )
     assert (two.fits, two.cpu_offload, two.vae_tiling) == (True, False, True)
     assert two.peak_gib == pytest.approx(profile.resident_gib + decode) == one.peak_gib
     assert rank_1 == pytest.approx(profile.resident_gib + share)
