@@ -64,9 +64,9 @@ def test_sign_in_by_keyboard_with_labelled_fields_and_a_refused_key(tab):
     page.keyboard.type(tab.stack.api_key)
     page.keyboard.press("Enter")
     page.locator("#workspace").wait_for(state="visible")
-    page.wait_for_function("document.activeElement.id === 'field-prompt'")
+    page.wait_for_function("() => document.activeElement.id === 'field-prompt'")
     # The hints come with the limits (parameters.json), which may land after the focus.
-    page.wait_for_function("document.getElementById('hint-num_frames').textContent !== ''")
+    page.wait_for_function("() => document.getElementById('hint-num_frames').textContent !== ''")
     hint = page.locator("#hint-num_frames").inner_text()
     assert f"{MIN_FRAMES}–{MAX_FRAMES}" in hint and "6k+1" in hint
 
@@ -134,7 +134,7 @@ def test_validation_error_is_shown_next_to_its_field(tab):
     frames = page.get_by_label("Frames", exact=True)
     assert frames.get_attribute("aria-invalid") == "true"
     assert "error-num_frames" in frames.get_attribute("aria-describedby")
-    page.wait_for_function("document.activeElement.id === 'field-num_frames'")
+    page.wait_for_function("() => document.activeElement.id === 'field-num_frames'")
     assert page.locator("#error-prompt").inner_text() == ""
     assert job_item(page, "eight frames").count() == 0
     tab.screenshot("1-num-frames-error")
