@@ -48,8 +48,8 @@ def _deployed_ttl(inventory: Inventory) -> WorkerTtl | None:
             return WorkerTtl(seconds, f"ConfigMap {name} {WORKER_TTL_SETTING}")
     for workload in inventory.workloads:  # the ConfigMaps their env refers to are read above
         for container in workload.containers:
-            env = {item.get("name"): item.get("value") for item in container.get("env") or []}
-            if seconds := _seconds(env.get(WORKER_TTL_SETTING)):
+            setting = workload.env(container).get(WORKER_TTL_SETTING)
+            if setting is not None and (seconds := _seconds(setting.value)):
                 return WorkerTtl(seconds, f"{workload.resource} env {WORKER_TTL_SETTING}")
     return None
 

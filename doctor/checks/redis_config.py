@@ -8,6 +8,7 @@ from functools import wraps
 
 from doctor.finding import Category, Severity
 from doctor.inventory import Inventory
+from doctor.live_state import component_resource
 from doctor.registry import Hit, check
 from doctor.state import RedisState
 from service.config import Settings
@@ -30,7 +31,7 @@ def on_reached_redis(run: Callable[[RedisState, Inventory], Iterator[Hit]]):
 
 
 def _resource(redis: RedisState) -> str:
-    return "redis://" + redis.url.split("://", 1)[-1].rsplit("@", 1)[-1].split("/", 1)[0]
+    return component_resource("redis", redis.url)
 
 
 @check(
